@@ -1,0 +1,331 @@
+"""Load a native export directory: find each table, read it, validate it, quarantine what fails.
+
+Every row read is either returned (typed, with its data-row number in ``_row``) or written to
+the quarantine with the file, row, column and reason. Problems that make a whole table unusable
+(no patients table, a required column missing) raise :class:`~pfs.exceptions.ExportError`
+naming the file and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from pfs.exceptions import ExportError
+from pfs.io.mapping import Mapping, TableMapping, load_mapping
+from pfs.io.quarantine import Quarantine
+from pfs.io.schema import INPUT_TABLES, coerce_and_validate, empty_frame, load_schema
+
+REQUIRED_TABLES = ("patients",)
+_DELIMITERS = (",", ";", "\t", "|")
+#: A single CSV field larger than this is a corrupt file, not a report (Python's csv default is 128 kB).
+MAX_FIELD_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class Export:
+    """A loaded export: clean typed tables plus everything needed to account for each input row."""
+
+    root: Path
+    tables: dict[str, pd.DataFrame]
+    files: dict[str, Path]
+    rows_read: dict[str, int]
+    quarantine: Quarantine
+    notes: list[str] = field(default_factory=list)
+    file_hashes: dict[str, str] = field(default_factory=dict)
+
+    def table(self, name: str) -> pd.DataFrame:
+        """The clean rows of ``name``; an empty frame with the schema's columns when the table is absent."""
+        if name in self.tables:
+            return self.tables[name]
+        frame = empty_frame(name)
+        frame["_row"] = pd.Series(dtype="int64")
+        return frame
+
+    def has(self, name: str) -> bool:
+        return name in self.tables
+
+    @property
+    def patient_ids(self) -> list[str]:
+        return sorted(self.table("patients")["patient_id"].tolist())
+
+
+def _sequence_synonyms() -> dict[str, str]:
+    data = json.loads(resources.files("pfs.rules").joinpath("sequences.json").read_text(encoding="utf-8"))
+    out: dict[str, str] = {}
+    for canonical, synonyms in data["sequences"].items():
+        for s in [canonical, *synonyms]:
+            out[_seq_key(s)] = canonical
+    return out
+
+
+def _seq_key(text: str) -> str:
+    return "".join(ch for ch in text.upper() if ch.isalnum() or ch == "+")
+
+
+def normalise_sequence(values: pd.Series) -> pd.Series:
+    """Map sequence names such as 'T1Gd', 'T1-post', 'T2-FLAIR' onto T1, T1C, T2, FLAIR; unknown stay as written."""
+    synonyms = _sequence_synonyms()
+    keys = values.fillna("").astype(str).map(_seq_key)
+    mapped = keys.map(synonyms)
+    return mapped.where(mapped.notna(), values)
+
+
+def find_table_file(root: Path, name: str, tm: TableMapping) -> Path | None:
+    if tm.file:
+        path = root / tm.file
+        if not path.exists():
+            raise ExportError(f"{path}: the mapping file names this file for table '{name}', but it does not exist")
+        return path
+    found = [root / f"{name}{ext}" for ext in (".csv", ".csv.gz", ".parquet")]
+    found = [p for p in found if p.exists()]
+    if len(found) > 1:
+        raise ExportError(
+            f"{root}: table '{name}' exists as {' and '.join(p.name for p in found)}; keep one of them"
+        )
+    return found[0] if found else None
+
+
+def _decode(raw: bytes, path: Path, tm: TableMapping, notes: list[str]) -> str:
+    if tm.encoding:
+        try:
+            return raw.decode(tm.encoding)
+        except (UnicodeDecodeError, LookupError) as err:
+            raise ExportError(f"{path}: cannot decode as {tm.encoding}: {err}") from err
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        # Excel on Windows writes cp1252/Latin-1; decoding as Latin-1 never fails, so say we did it.
+        line = raw[: err.start].count(b"\n") + 1
+        notes.append(f"{path.name}: not valid UTF-8 (first bad byte on line {line}); read as Latin-1")
+        return raw.decode("latin-1")
+
+
+def _sniff_delimiter(header: str, path: Path, tm: TableMapping, notes: list[str]) -> str:
+    if tm.delimiter:
+        return tm.delimiter
+    counts = {d: header.count(d) for d in _DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    if counts[best] == 0:
+        return ","
+    if best != ",":
+        notes.append(f"{path.name}: delimiter {best!r} detected instead of ','")
+    return best
+
+
+def _read_csv_text(text: str, path: Path, delim: str, table: str, quarantine: Quarantine) -> pd.DataFrame:
+    """Parse CSV text to strings; rows with the wrong number of fields are quarantined, not guessed."""
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=delim, engine="c",
+                         skip_blank_lines=True)
+        df["_row"] = range(1, len(df) + 1)
+        # keep_default_na=False turns empty fields into '', so NaN can only mean a short (truncated) row.
+        short = df.drop(columns="_row").isna().any(axis=1)
+        if short.any():
+            quarantine.add(table, df.loc[short, "_row"], f"row has fewer fields than the header ({path.name})",
+                           stage="load")
+            df = df.loc[~short]
+        return df
+    except pd.errors.ParserError:
+        pass
+    except pd.errors.EmptyDataError as err:
+        raise ExportError(f"{path}: the file is empty (no header row)") from err
+    # Slow path, only for malformed files: the csv module tells us exactly which records are bad.
+    csv.field_size_limit(MAX_FIELD_BYTES)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+    try:
+        header = next(reader)
+    except StopIteration as err:
+        raise ExportError(f"{path}: the file is empty (no header row)") from err
+    rows, numbers = [], []
+    n = 0
+    while True:
+        try:
+            rec = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            n += 1
+            quarantine.add(table, [n], f"unreadable CSV record: {err}", stage="load")
+            break
+        if not rec:
+            continue
+        n += 1
+        if len(rec) != len(header):
+            quarantine.add(table, [n], f"row has {len(rec)} fields, the header has {len(header)} ({path.name})",
+                           stage="load")
+            continue
+        rows.append(rec)
+        numbers.append(n)
+    df = pd.DataFrame(rows, columns=header, dtype=str)
+    df["_row"] = numbers
+    return df
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises many types for corrupt files
+        raise ExportError(f"{path}: cannot read Parquet file: {err}") from err
+    out = pd.DataFrame(index=df.index)
+    for col in df.columns:
+        s = df[col]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            out[col] = s.dt.strftime("%Y-%m-%d").fillna("")
+        else:
+            out[col] = s.map(lambda v: "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v))
+    out["_row"] = range(1, len(out) + 1)
+    return out.reset_index(drop=True)
+
+
+def read_table(path: Path, name: str, tm: TableMapping, quarantine: Quarantine,
+               notes: list[str]) -> tuple[pd.DataFrame, int, str]:
+    """Read one table file into strings with ``_row``; returns (frame, rows read, sha256)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ExportError(f"{path}: cannot read file: {err.strerror}") from err
+    digest = hashlib.sha256(raw).hexdigest()
+    if path.suffix == ".parquet":
+        df = _read_parquet(path)
+        n_read = len(df)
+    else:
+        if path.suffix == ".gz":
+            import gzip
+
+            try:
+                raw = gzip.decompress(raw)
+            except (OSError, EOFError) as err:
+                raise ExportError(f"{path}: corrupt gzip file: {err}") from err
+        text = _decode(raw, path, tm, notes)
+        if not text.strip():
+            raise ExportError(f"{path}: the file is empty (no header row)")
+        delim = _sniff_delimiter(text.split("\n", 1)[0], path, tm, notes)
+        before = len(quarantine)
+        df = _read_csv_text(text, path, delim, name, quarantine)
+        # Rows read = clean records + records already quarantined as malformed.
+        n_read = len(df) + (len(quarantine) - before)
+    df.columns = [c if c == "_row" else str(c).strip().lstrip("\ufeff") for c in df.columns]
+    if tm.columns:
+        df = df.rename(columns=tm.columns)
+    return df, n_read, digest
+
+
+def _check_columns(df: pd.DataFrame, name: str, path: Path, notes: list[str]) -> pd.DataFrame:
+    schema = load_schema(name)
+    missing = [c for c in schema.required_columns if c not in df.columns]
+    if missing:
+        raise ExportError(
+            f"{path}: required column {', '.join(repr(c) for c in missing)} missing "
+            f"(found: {', '.join(c for c in df.columns if c != '_row')}); rename it in the file or in a mapping file"
+        )
+    if df.columns.duplicated().any():
+        dup = df.columns[df.columns.duplicated()].tolist()
+        raise ExportError(f"{path}: column {dup[0]!r} appears more than once in the header")
+    for col in schema.columns:
+        if col not in df.columns:
+            df[col] = ""
+    extra = [c for c in df.columns if c not in schema.columns and c != "_row"]
+    if extra:
+        notes.append(f"{path.name}: ignored columns {', '.join(extra)}")
+    return df[schema.columns + ["_row"]]
+
+
+def _check_paths(df: pd.DataFrame, root: Path, name: str, quarantine: Quarantine) -> pd.DataFrame:
+    """Quarantine rows whose file paths escape the export directory or do not exist."""
+    schema = load_schema(name)
+    real_root = root.resolve()
+    keep = pd.Series(True, index=df.index)
+    for f in schema.fields:
+        if not f.is_path:
+            continue
+        for idx, value in df[f.name].items():
+            if not keep[idx] or value is None or (isinstance(value, float) and pd.isna(value)) or value == "":
+                continue
+            target = (root / str(value)).resolve()
+            if not target.is_relative_to(real_root):
+                reason = "path escapes the export directory"
+            elif not target.exists():
+                reason = "file not found"
+            else:
+                continue
+            quarantine.add(name, [df.at[idx, "_row"]], reason, stage="load", column=f.name, values=[value],
+                           patient_ids=[df.at[idx, "patient_id"]])
+            keep[idx] = False
+    return df.loc[keep].reset_index(drop=True)
+
+
+def load_export(root: Path | str, mapping: Mapping | Path | str | None = None,
+                tables: tuple[str, ...] = INPUT_TABLES) -> Export:
+    """Read and validate the native export at ``root``.
+
+    Args:
+        root: the export directory.
+        mapping: a :class:`Mapping` or the path of a mapping TOML file, for non-native names.
+        tables: which tables to read (the patients table is always read).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ExportError(f"{root}: export directory not found")
+    if not isinstance(mapping, Mapping):
+        mapping = load_mapping(mapping)
+    quarantine = Quarantine()
+    notes: list[str] = []
+    out: dict[str, pd.DataFrame] = {}
+    files: dict[str, Path] = {}
+    counts: dict[str, int] = {}
+    hashes: dict[str, str] = {}
+    wanted = ("patients",) + tuple(t for t in tables if t != "patients")
+    for name in wanted:
+        tm = mapping.for_table(name)
+        path = find_table_file(root, name, tm)
+        if path is None:
+            if name in REQUIRED_TABLES:
+                raise ExportError(f"{root}: required table '{name}' not found (expected {name}.csv or {name}.parquet)")
+            notes.append(f"table '{name}' not present")
+            continue
+        df, n_read, digest = read_table(path, name, tm, quarantine, notes)
+        df = _check_columns(df, name, path, notes)
+        if name == "imaging":
+            df["sequence"] = normalise_sequence(df["sequence"].replace("", pd.NA)).fillna("")
+        df = coerce_and_validate(df, load_schema(name), quarantine, table=name, date_format=tm.date_format)
+        if name != "patients" and "patient_id" in df:
+            known = set(out["patients"]["patient_id"])
+            unknown = ~df["patient_id"].isin(known)
+            if unknown.any():
+                quarantined_patients = set(_quarantined_patient_ids(quarantine))
+                reason = df["patient_id"].map(
+                    lambda p: "patient was quarantined in the patients table" if p in quarantined_patients
+                    else "unknown patient_id (not in the patients table)"
+                )
+                quarantine.add_from(name, df, unknown, reason, stage="load", column="patient_id")
+                df = df.loc[~unknown].reset_index(drop=True)
+        if name == "imaging":
+            df = _check_paths(df, root, name, quarantine)
+        if name == "annotations":
+            df = _check_annotations(df, quarantine)
+        out[name] = df
+        files[name] = path
+        counts[name] = n_read
+        hashes[str(path.relative_to(root))] = digest
+    return Export(root=root, tables=out, files=files, rows_read=counts, quarantine=quarantine, notes=notes,
+                  file_hashes=hashes)
+
+
+def _quarantined_patient_ids(quarantine: Quarantine) -> list[str]:
+    q = quarantine.frame()
+    return q.loc[q["table"] == "patients", "patient_id"].tolist()
+
+
+def _check_annotations(df: pd.DataFrame, quarantine: Quarantine) -> pd.DataFrame:
+    no_date = (df["progressed"] == 1) & df["progression_date"].isna()
+    quarantine.add_from("annotations", df, no_date, "progressed = 1 but progression_date is blank",
+                        stage="load", column="progression_date")
+    return df.loc[~no_date].reset_index(drop=True)

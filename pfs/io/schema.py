@@ -1,0 +1,232 @@
+"""Frictionless Table Schemas for the export and output tables, and a vectorised validator.
+
+The schemas in ``pfs/schemas/`` (also reachable as ``data_schemas/`` at the repository root) are
+plain Table Schema JSON so that other tools can read them. Validation here is pandas-vectorised:
+a million medication rows must validate in about a second.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pfs.exceptions import RuleFileError
+from pfs.io.quarantine import Quarantine
+
+INPUT_TABLES = ("patients", "medications", "reports", "imaging", "annotations")
+OUTPUT_TABLES = ("events", "endpoints", "quarantine")
+_FIELD_KEYS = {"name", "type", "format", "constraints", "description", "title", "pfsPath", "example"}
+_CONSTRAINT_KEYS = {"required", "unique", "enum", "minimum", "maximum", "minLength", "maxLength", "pattern"}
+_TYPES = {"string", "date", "number", "integer", "boolean"}
+_SCHEMA_KEYS = {"name", "title", "description", "fields", "primaryKey", "foreignKeys", "missingValues"}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str
+    required: bool
+    unique: bool
+    enum: tuple[Any, ...] | None
+    minimum: float | None
+    maximum: float | None
+    is_path: bool
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    name: str
+    fields: tuple[Field, ...]
+    primary_key: tuple[str, ...]
+    foreign_keys: tuple[dict, ...]
+
+    @property
+    def columns(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [f.name for f in self.fields if f.required]
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+
+def parse_schema(descriptor: dict, origin: str = "<schema>") -> TableSchema:
+    """Turn a Table Schema descriptor into a :class:`TableSchema`, rejecting keys pfs does not know."""
+    unknown = set(descriptor) - _SCHEMA_KEYS
+    if unknown:
+        raise RuleFileError(f"{origin}: unknown schema keys {sorted(unknown)}")
+    fields = []
+    for spec in descriptor.get("fields", []):
+        bad = set(spec) - _FIELD_KEYS
+        if bad:
+            raise RuleFileError(f"{origin}: field {spec.get('name')!r} has unknown keys {sorted(bad)}")
+        if spec.get("type", "string") not in _TYPES:
+            raise RuleFileError(f"{origin}: field {spec['name']!r} has unsupported type {spec.get('type')!r}")
+        cons = spec.get("constraints", {})
+        bad = set(cons) - _CONSTRAINT_KEYS
+        if bad:
+            raise RuleFileError(f"{origin}: field {spec['name']!r} has unknown constraints {sorted(bad)}")
+        fields.append(
+            Field(
+                name=spec["name"],
+                type=spec.get("type", "string"),
+                required=bool(cons.get("required", False)),
+                unique=bool(cons.get("unique", False)),
+                enum=tuple(cons["enum"]) if "enum" in cons else None,
+                minimum=cons.get("minimum"),
+                maximum=cons.get("maximum"),
+                is_path=bool(spec.get("pfsPath", False)),
+            )
+        )
+    pk = descriptor.get("primaryKey", [])
+    return TableSchema(
+        name=descriptor.get("name", origin),
+        fields=tuple(fields),
+        primary_key=tuple([pk] if isinstance(pk, str) else pk),
+        foreign_keys=tuple(descriptor.get("foreignKeys", [])),
+    )
+
+
+@cache
+def load_schema(name: str) -> TableSchema:
+    """The shipped schema of table ``name`` (input or output)."""
+    try:
+        text = resources.files("pfs.schemas").joinpath(f"{name}.json").read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise RuleFileError(f"no schema named {name!r} ships with pfs") from err
+    return parse_schema(json.loads(text), origin=f"schemas/{name}.json")
+
+
+def parse_dates(values: pd.Series, date_format: str | None = None) -> pd.Series:
+    """Parse a string column to day-resolution timestamps; unparseable values become NaT.
+
+    ISO 8601 is the contract (``2021-03-04``; a time part is dropped). A mapping file may give an
+    explicit strftime format instead, for exports that cannot be changed.
+    """
+    s = values.astype("string").str.strip()
+    if date_format:
+        parsed = pd.to_datetime(s, format=date_format, errors="coerce")
+    else:
+        # Accept 'YYYY-MM-DD' optionally followed by a time; anything else is not ISO and is rejected.
+        head = s.str.extract(r"^(\d{4}-\d{2}-\d{2})(?:[T ][0-9:.+\-Z]*)?$", expand=False)
+        parsed = pd.to_datetime(head, format="%Y-%m-%d", errors="coerce")
+    parsed = parsed.dt.normalize()
+    # Years outside 1900..2100 are typing errors (0021, 9999 placeholders), not dates.
+    bad_year = parsed.notna() & ((parsed.dt.year < 1900) | (parsed.dt.year > 2100))
+    return parsed.mask(bad_year)
+
+
+def coerce_and_validate(
+    frame: pd.DataFrame,
+    schema: TableSchema,
+    quarantine: Quarantine,
+    *,
+    table: str,
+    date_format: str | None = None,
+) -> pd.DataFrame:
+    """Type every schema column and quarantine the rows that break the schema.
+
+    ``frame`` holds strings (blank = missing) plus ``_row``. Returns the typed frame with the
+    offending rows removed; each failure is one quarantine line naming the column and the value.
+    """
+    df = frame.copy()
+    bad = pd.Series(False, index=df.index)
+    for f in schema.fields:
+        raw = df[f.name]
+        blank = raw.isna() | (raw.astype("string").str.strip() == "")
+        if f.required:
+            mask = blank & ~bad
+            quarantine.add_from(table, df, mask, f"missing required value in column '{f.name}'",
+                                stage="load", column=f.name)
+            bad |= blank
+        if f.type == "date":
+            parsed = parse_dates(raw.where(~blank), date_format)
+            fail = ~blank & parsed.isna()
+            expect = date_format or "YYYY-MM-DD"
+            quarantine.add_from(table, df, fail & ~bad,
+                                f"unparseable or implausible date in column '{f.name}' (expected {expect})",
+                                stage="load", column=f.name)
+            bad |= fail
+            df[f.name] = parsed
+        elif f.type in ("number", "integer"):
+            num = pd.to_numeric(raw.where(~blank), errors="coerce")
+            fail = ~blank & num.isna()
+            quarantine.add_from(table, df, fail & ~bad, f"not a number in column '{f.name}'",
+                                stage="load", column=f.name)
+            bad |= fail
+            if f.type == "integer":
+                frac = num.notna() & (np.floor(num) != num)
+                quarantine.add_from(table, df, frac & ~bad, f"not an integer in column '{f.name}'",
+                                    stage="load", column=f.name)
+                bad |= frac
+            if f.minimum is not None:
+                low = num.notna() & (num < f.minimum)
+                quarantine.add_from(table, df, low & ~bad, f"value below minimum {f.minimum} in column '{f.name}'",
+                                    stage="load", column=f.name)
+                bad |= low
+            if f.maximum is not None:
+                high = num.notna() & (num > f.maximum)
+                quarantine.add_from(table, df, high & ~bad, f"value above maximum {f.maximum} in column '{f.name}'",
+                                    stage="load", column=f.name)
+                bad |= high
+            df[f.name] = num.astype("Int64") if f.type == "integer" else num.astype("float64")
+        else:
+            df[f.name] = raw.where(~blank).astype("object")
+            df.loc[~blank, f.name] = raw[~blank].astype(str).str.strip()
+        if f.enum is not None:
+            allowed = set(f.enum)
+            out = ~blank & ~df[f.name].isin(allowed)
+            quarantine.add_from(table, df, out & ~bad,
+                                f"value not allowed in column '{f.name}' (allowed: {', '.join(map(str, f.enum))})",
+                                stage="load", column=f.name)
+            bad |= out
+    for f in schema.fields:
+        if not f.unique:
+            continue
+        dup = df[f.name].notna() & df[f.name].duplicated(keep="first") & ~bad
+        if dup.any():
+            first_row = df.drop_duplicates(f.name).set_index(f.name)["_row"]
+            reasons = "duplicate " + f.name + " (first seen at row " + df[f.name].map(first_row).astype(str) + ")"
+            quarantine.add_from(table, df, dup, reasons, stage="load", column=f.name)
+            bad |= dup
+    if len(schema.primary_key) > 1:
+        key = list(schema.primary_key)
+        dup = df.duplicated(key, keep="first") & ~bad
+        quarantine.add_from(table, df, dup, f"duplicate key ({', '.join(key)})", stage="load", column=key[0])
+        bad |= dup
+    return df.loc[~bad].reset_index(drop=True)
+
+
+def empty_frame(name: str) -> pd.DataFrame:
+    """An empty frame with the columns and dtypes of schema ``name``."""
+    schema = load_schema(name)
+    dtypes = {"date": "datetime64[ns]", "number": "float64", "integer": "Int64"}
+    return pd.DataFrame({f.name: pd.Series(dtype=dtypes.get(f.type, "object")) for f in schema.fields})
+
+
+def conform(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Order and type an output frame by its schema; extra columns are kept after the schema's."""
+    schema = load_schema(name)
+    out = frame.copy()
+    for f in schema.fields:
+        if f.name not in out:
+            out[f.name] = pd.NA
+        if f.type == "date":
+            out[f.name] = pd.to_datetime(out[f.name]).dt.normalize()
+        elif f.type == "integer":
+            out[f.name] = pd.to_numeric(out[f.name]).astype("Int64")
+        elif f.type == "number":
+            out[f.name] = pd.to_numeric(out[f.name]).astype("float64")
+    extras = [c for c in out.columns if c not in schema.columns]
+    return out[schema.columns + extras]
