@@ -78,10 +78,10 @@ def build_endpoints(
     death = patients.set_index("patient_id")["death_date"]
     out = idx.copy()
     notes = out["index_note"].copy()
-    ev = progression[["patient_id", "event_date"]].dropna().merge(
-        idx[["index_date"]], left_on="patient_id", right_index=True, how="inner"
-    )
-    ev = ev.merge(death.rename("death_date"), left_on="patient_id", right_index=True, how="left")
+    ev = progression[["patient_id", "event_date"]].dropna().reset_index(drop=True)
+    ev["event_date"] = pd.to_datetime(ev["event_date"])
+    ev = ev.merge(idx[["index_date"]].reset_index(), on="patient_id", how="inner")
+    ev = ev.merge(death.rename("death_date").reset_index(), on="patient_id", how="left")
     before = ev["event_date"] < ev["index_date"]
     after_death = ev["death_date"].notna() & (ev["event_date"] > ev["death_date"])
     for pid, n in ev.loc[before].groupby("patient_id").size().items():

@@ -1,0 +1,231 @@
+"""The ``pfs`` command line: a thin door onto the library.
+
+Exit codes: 0 success; 1 a bug (traceback shown); 2 usage or other user error; 3 export cannot be
+read; 4 invalid config/mapping/rule file; 5 ``--strict`` and a row was quarantined; 6 finished
+but a source failed (see manifest.json). Heavy libraries are imported inside the commands so that
+``pfs --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pfs import __version__
+from pfs.exceptions import PfsError
+
+app = typer.Typer(
+    name="pfs",
+    help="Progression-free survival for glioblastoma from EHR exports: steroids, radiology reports, MRI.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_SOURCE_FAILED = 6
+DEFAULT_DEMO_DIR = Path.home() / ".cache" / "pfs" / "demo"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pfs {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details (never patient text).")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="pfs: %(levelname)s: %(message)s", stream=sys.stderr, force=True)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _split_sources(sources: str | None) -> list[str] | None:
+    return [s.strip() for s in sources.split(",") if s.strip()] if sources else None
+
+
+@app.command()
+def extract(
+    export_dir: Annotated[Path, typer.Argument(help="Export directory in the native layout.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("pfs-out"),
+    sources: Annotated[str | None, typer.Option(help="Comma-separated: steroid,nlp,imaging (default: config).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config overriding the defaults.")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="TOML mapping of your file/column names and date formats.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on the first quarantined row.")] = False,
+    save_masks: Annotated[bool, typer.Option("--save-masks", help="Write each tumour mask and a QC PNG.")] = False,
+) -> None:
+    """Derive progression events and PFS endpoints from an export."""
+    from pfs.pipeline import run_extract
+    from pfs.settings import load_config
+
+    cfg = load_config(config)
+    if save_masks:
+        if "masks_dir" not in cfg.section("imaging"):
+            raise PfsError("--save-masks needs the imaging extractor, which is not built in this version")
+        cfg = cfg.with_overrides({"imaging": {"masks_dir": str(out / "masks")}})
+    console = _console()
+    with console.status("pfs extract") as status:
+        result = run_extract(export_dir, out, sources=_split_sources(sources), config=cfg, mapping=mapping,
+                             strict=strict or None, progress=lambda m: status.update(f"pfs extract: {m}"))
+    _print_run_summary(result, console)
+    failed = [s for s, v in result.manifest["sources"].items() if v["status"].startswith("failed")]
+    if failed:
+        raise typer.Exit(EXIT_SOURCE_FAILED)
+
+
+def _print_run_summary(result, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"pfs extract -> {result.out}")
+    for col in ("table", "rows read", "used", "quarantined"):
+        table.add_column(col, justify="right" if col != "table" else "left")
+    for name, c in result.manifest["tables"].items():
+        table.add_row(name, str(c["rows_read"]), str(c["rows_used"]), str(c["rows_quarantined"]))
+    console.print(table)
+    for source, status in result.manifest["sources"].items():
+        console.print(f"  {source}: {status['status']} ({status['events']} events)")
+    ep = result.endpoints
+    if not ep.empty:
+        summary = ep.groupby("method")["progressed"].agg(["count", "mean"])
+        for method, row in summary.iterrows():
+            console.print(f"  {method}: {int(row['count'])} patients, progression in {row['mean']:.0%}")
+    if len(result.quarantine):
+        console.print(f"  {len(result.quarantine)} quarantine row(s): see {result.out}/quarantine.csv")
+
+
+@app.command()
+def validate(
+    export_dir: Annotated[Path, typer.Argument(help="Export directory in the native layout.")],
+    mapping: Annotated[Path | None, typer.Option(help="TOML mapping of your names and date formats.")] = None,
+) -> None:
+    """Check an export (tables, columns, types, ids, paths) without extracting anything."""
+    from pfs.io.export import load_export
+
+    export = load_export(export_dir, mapping)
+    q = export.quarantine.frame()
+    console = _console()
+    for name, n in export.rows_read.items():
+        nq = q.loc[q["table"] == name, "row"].nunique()
+        console.print(f"{name}: {n} rows read, {n - nq} valid, {nq} would be quarantined")
+    for note in export.notes:
+        console.print(f"note: {note}")
+    if not q.empty:
+        for (table, reason), grp in q.groupby(["table", "reason"]):
+            console.print(f"  {table}: {len(grp)} x {reason} (first at row {grp['row'].min()})")
+        raise typer.Exit(1)
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Argument(help="Directory for the synthetic export and its truth.")],
+    patients: Annotated[int, typer.Option(min=1, help="Number of patients.")] = 20,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 0,
+    no_images: Annotated[bool, typer.Option("--no-images", help="Skip the MRI volumes (fast).")] = False,
+    faults: Annotated[bool, typer.Option("--faults", help="Add deliberately broken input rows and files.")] = False,
+) -> None:
+    """Write a realistic synthetic GBM cohort in the native layout, with its ground truth."""
+    from pfs.synth import synthesize
+
+    console = _console()
+    with console.status("pfs synth") as status:
+        result = synthesize(out, patients=patients, seed=seed, images=not no_images, faults=faults,
+                            progress=lambda m: status.update(f"pfs synth: {m}"))
+    console.print(f"export: {result.export}\nannotations: {result.annotations}\ntruth: {result.truth}")
+
+
+@app.command()
+def demo(
+    cache_dir: Annotated[Path, typer.Option(help="Where the demo cohort and outputs are kept.")] = DEFAULT_DEMO_DIR,
+    patients: Annotated[int, typer.Option(min=2, help="Cohort size.")] = 12,
+    images: Annotated[bool, typer.Option("--images/--no-images", help="Include MRI volumes.")] = True,
+) -> None:
+    """Build (or reuse) a small synthetic cohort and run the whole pipeline on it."""
+    from pfs.demo import run_demo
+
+    console = _console()
+    summary = run_demo(cache_dir, patients=patients, images=images, console=console)
+    for line in summary:
+        console.print(line)
+
+
+@app.command()
+def compare(
+    out: Annotated[Path, typer.Argument(help="Output directory of `pfs extract`.")],
+    annotations: Annotated[Path, typer.Option(help="Manual annotations CSV (patient_id, progressed, ...).")],
+) -> None:
+    """Compare every source and the reconciled endpoint with manual annotations."""
+    from pfs.evaluate.compare import compare as run_compare
+
+    table = run_compare(out, annotations)
+    _console().print(table.to_string(index=False))
+
+
+@app.command()
+def plot(
+    out: Annotated[Path, typer.Argument(help="Output directory of `pfs extract`.")],
+    annotations: Annotated[Path | None, typer.Option(help="Manual annotations CSV.")] = None,
+) -> None:
+    """Kaplan-Meier, swimmer, lag and Bland-Altman plots (PNG and SVG) under OUT/plots."""
+    from pfs.report.plots import plot as run_plot
+
+    for path in run_plot(out, annotations):
+        typer.echo(str(path))
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Argument(help="Output directory of `pfs extract`.")],
+    annotations: Annotated[Path | None, typer.Option(help="Manual annotations CSV.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML file to write.")] = None,
+) -> None:
+    """One self-contained HTML report: cohort, comparison, figures, per-patient evidence."""
+    from pfs.report.html import report as run_report
+
+    typer.echo(str(run_report(out, annotations, output)))
+
+
+@app.command()
+def sources() -> None:
+    """List the progression sources and whether this version has them."""
+    from pfs.extractors import EXTRACTORS, load_extractor
+
+    for name in EXTRACTORS:
+        typer.echo(f"{name}: {'available' if load_extractor(name) else 'not built in this version'}")
+
+
+def main() -> None:
+    """Console entry point: user errors become one line and an exit code, bugs keep their traceback."""
+    try:
+        rc = app(standalone_mode=False)
+    except PfsError as err:
+        typer.echo(f"pfs: error: {err}", err=True)
+        sys.exit(err.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("pfs: aborted", err=True)
+        sys.exit(130)
+    except Exception as err:  # click usage errors
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(2)
+        raise
+    # With standalone_mode=False click returns the code of typer.Exit instead of exiting.
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
