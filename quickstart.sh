@@ -21,7 +21,7 @@ setup() {
         "$VENV/bin/python" -m pip install -q --upgrade pip
         # The CPU build of torch first, pinned: an unpinned torch (pulled in by monai) is a multi-GB CUDA build.
         "$VENV/bin/python" -m pip install -q torch==2.13.0
-        "$VENV/bin/python" -m pip install -q -e ".[monai,dask,test]" --config-settings editable_mode=compat
+        "$VENV/bin/python" -m pip install -q -e ".[monai,dask,test]" --config-settings editable_mode=lenient
         echo "$want" > "$STAMP"
     fi
     # pip check does not notice a pyarrow built for NumPy 2, so import every dependency for real.

@@ -68,7 +68,8 @@ def build_endpoints(
     Args:
         patients: the clean patients table.
         progression: candidate progression dates (patient_id, event_date); the first on or after the
-            index date and not after death counts, earlier ones are ignored with a note.
+            index date and not after death counts, earlier ones are ignored with a note. When a
+            ``status`` column is present (reconciled events), only ``accepted`` rows are candidates.
         method: label written in the ``method`` column.
         index_date: diagnosis, surgery or rt_start.
         last_followup: per-patient censoring dates (see :func:`follow_up_dates`).
@@ -78,6 +79,8 @@ def build_endpoints(
     death = patients.set_index("patient_id")["death_date"]
     out = idx.copy()
     notes = out["index_note"].copy()
+    if "status" in progression.columns:
+        progression = progression.loc[progression["status"] == "accepted"]
     ev = progression[["patient_id", "event_date"]].dropna().reset_index(drop=True)
     ev["event_date"] = pd.to_datetime(ev["event_date"])
     ev = ev.merge(idx[["index_date"]].reset_index(), on="patient_id", how="inner")
@@ -89,7 +92,7 @@ def build_endpoints(
     for pid, n in ev.loc[after_death].groupby("patient_id").size().items():
         notes[pid] = _join(notes[pid], f"{n} event(s) after death ignored")
     first = ev.loc[~before & ~after_death].groupby("patient_id")["event_date"].min()
-    out["progression_date"] = first.reindex(out.index)
+    out["progression_date"] = pd.to_datetime(first.reindex(out.index))
     out["progressed"] = out["progression_date"].notna().astype(int)
     d = death.reindex(out.index)
     f = fu.reindex(out.index)
@@ -111,11 +114,14 @@ def build_endpoints(
     out["pfs_days"] = (out["pfs_date"] - out["index_date"]).dt.days.astype("Int64")
     out["method"] = method
     out["note"] = notes
+    # Kept so that the manual reference can be put on the same footing (death is a PFS event).
+    out["death_date"] = d
+    out["last_followup_date"] = f
     out = out.reset_index()
     no_index = out["index_date"].isna()
     out.loc[no_index, "note"] = "no index date (diagnosis, surgery and rt_start all blank)"
     cols = ["patient_id", "method", "index_date", "progressed", "progression_date", "pfs_event", "pfs_date",
-            "pfs_days", "note"]
+            "pfs_days", "note", "death_date", "last_followup_date"]
     return out.loc[~no_index, cols].sort_values("patient_id").reset_index(drop=True)
 
 

@@ -18,7 +18,8 @@ lost to follow-up           8 % of patients              moved away / changed ho
 pseudoprogression           20 %                         transient enlargement within 12 weeks of RT end
 distant new lesion          25 % of progressions         progression by a new lesion away from the cavity
 residual enhancing volume   0-4 mL, 30 % near 0          gross total vs subtotal resection
-growth after progression    doubling 35-90 days          untreated recurrent GBM growth
+growth after progression    doubling 35-90 days, capped  untreated recurrent GBM growth,
+                            smoothly at 60-90 mL          saturating before death
 MRI schedule                post-op day 1-2; 21-35 d     RANO reference scan; post-RT baseline;
                             after RT; then every 55-95   follow-up every 2-3 months with irregular gaps
 ==========================  ===========================  =============================================
@@ -109,6 +110,11 @@ def _true_volume(day: int, c: dict) -> tuple[float, float, bool]:
             distant = 0.15 * growth
         else:
             v = max(v, 0.05) + c["seed_ml"] * (growth - 1.0)
+    # Tumours do not grow without bound: the patient deteriorates and dies first. Saturate smoothly
+    # at a per-patient ceiling (60-90 mL, a large recurrent GBM) so small volumes are left unchanged.
+    ceiling = 60.0 + 50.0 * c["shrink"]
+    v = ceiling * float(np.tanh(v / ceiling))
+    distant = min(distant, 0.5 * ceiling * float(np.tanh(distant / (0.5 * ceiling))))
     return float(v + distant), float(distant), pseudo
 
 

@@ -1,0 +1,217 @@
+"""The spaCy + medspaCy pipeline that turns one report text into plain facts.
+
+Built once per process (it is the costly state of this extractor) from the medspaCy JSON rule files in
+``pfs/rules/nlp/``. Where the time goes, measured on 1.4 kB reports (single core, shared machine):
+
+* spaCy's English tokenizer as shipped re-tokenises the whole document whenever a special-case rule
+  contains whitespace ("\\n" and friends are in ``tokenizer.rules``); removing those entries leaves the
+  tokens identical and makes tokenising ~10x faster.
+* PyRuSH sentence splitting (medspaCy's default) is replaced by :mod:`.sentences` (token rules).
+* medspaCy's TargetMatcher adds each match with ``doc.ents += (span,)`` (a full re-validation of the
+  entity table per match); here it returns spans and they are set once.
+* Only plain :class:`ReportFacts` leave this module, so a process pool can return them (medspaCy's
+  Doc extensions do not pickle, which is why ``nlp.pipe(n_process=2)`` fails).
+
+spaCy and medspaCy are imported inside functions: ``import pfs`` must stay instant.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pfs.exceptions import RuleFileError
+from pfs.extractors.nlp.sentences import set_sentences
+
+#: Keys a rule file may carry besides its rules (documentation only).
+_DOC_KEYS = frozenset({"_source", "_description"})
+RULE_FILES = {"targets": ("targets.json", "target_rules"), "context": ("context.json", "context_rules"),
+              "sections": ("sections.json", "section_rules")}
+
+
+@dataclass(frozen=True)
+class Mention:
+    """One matched concept with where it is and what ConText said about it (character offsets)."""
+
+    category: str
+    literal: str
+    start: int
+    end: int
+    sent_start: int
+    sent_end: int
+    section: str
+    modifiers: tuple[str, ...]
+    #: Character offset of the first modifier of each category, same order as ``modifiers``.
+    modifier_starts: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReportFacts:
+    """What the NLP found in one report; picklable, so worker processes can return it."""
+
+    mentions: tuple[Mention, ...]
+    sections: tuple[tuple[str, int], ...]
+
+
+def read_rule_file(kind: str, path: Path | str | None = None) -> list[dict[str, Any]]:
+    """Rules of ``kind`` (targets, context, sections) from ``path`` or the shipped file, validated.
+
+    Unknown top-level keys are rejected here; medspaCy's ``from_dict`` rejects unknown rule keys.
+    """
+    name, key = RULE_FILES[kind]
+    try:
+        if path:
+            origin = str(path)
+            text = Path(path).read_text(encoding="utf-8")
+        else:
+            origin = f"pfs/rules/nlp/{name}"
+            text = resources.files("pfs.rules").joinpath("nlp", name).read_text(encoding="utf-8")
+        data = json.loads(text)
+    except FileNotFoundError as err:
+        raise RuleFileError(f"{path}: rule file not found") from err
+    except json.JSONDecodeError as err:
+        raise RuleFileError(f"{origin}: not valid JSON: {err}") from err
+    if not isinstance(data, dict) or key not in data:
+        raise RuleFileError(f"{origin}: expected a JSON object with the key {key!r}")
+    unknown = set(data) - _DOC_KEYS - {key}
+    if unknown:
+        raise RuleFileError(f"{origin}: unknown keys {sorted(unknown)} (allowed: {key!r}, {', '.join(sorted(_DOC_KEYS))})")
+    rules = data[key]
+    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+        raise RuleFileError(f"{origin}: {key!r} must be a list of rule objects")
+    return rules
+
+
+def _build_rules(kind: str, rules: list[dict[str, Any]], origin: str) -> list[Any]:
+    from medspacy.context import ConTextRule
+    from medspacy.section_detection import SectionRule
+    from medspacy.target_matcher import TargetRule
+
+    cls = {"targets": TargetRule, "context": ConTextRule, "sections": SectionRule}[kind]
+    out = []
+    for i, rule in enumerate(rules):
+        try:
+            out.append(cls.from_dict(dict(rule)))
+        except (ValueError, TypeError) as err:
+            raise RuleFileError(f"{origin}: rule {i} ({rule.get('literal')!r}) is invalid: {err}") from err
+    return out
+
+
+def _register_components() -> None:
+    from spacy.language import Language
+
+    if not Language.has_factory("pfs_report_sentences"):
+        Language.component("pfs_report_sentences", func=set_sentences)
+    if not Language.has_factory("pfs_set_targets"):
+        Language.factory("pfs_set_targets", func=_make_set_targets)
+
+
+def _fast_tokenizer(nlp: Any) -> None:
+    """Drop tokenizer special cases made of whitespace (see the module docstring); tokens stay identical."""
+    nlp.tokenizer.rules = {k: v for k, v in nlp.tokenizer.rules.items() if k.strip()}
+
+
+class ReportPipeline:
+    """spaCy blank English + report sentences + medspaCy sectionizer, target matcher and ConText.
+
+    Args:
+        targets: a medspaCy target-rule JSON file replacing the shipped one (None: shipped).
+        context: a ConText rule JSON file (``{"context_rules": [...]}``) replacing the shipped one.
+        sections: a section rule JSON file replacing the shipped one.
+        batch_size: documents per ``nlp.pipe`` batch.
+    """
+
+    def __init__(self, targets: Path | str | None = None, context: Path | str | None = None,
+                 sections: Path | str | None = None, batch_size: int = 64) -> None:
+        import spacy
+        from medspacy.context import ConText
+        from medspacy.section_detection import Sectionizer
+        from medspacy.target_matcher import TargetMatcher
+
+        if batch_size < 1:
+            raise RuleFileError(f"batch_size must be at least 1, not {batch_size}")
+        self.batch_size = batch_size
+        paths = {"targets": targets, "context": context, "sections": sections}
+        rules = {k: _build_rules(k, read_rule_file(k, p), str(p or RULE_FILES[k][0])) for k, p in paths.items()}
+        _register_components()
+        nlp = spacy.blank("en")
+        _fast_tokenizer(nlp)
+        nlp.add_pipe("pfs_report_sentences")
+        sectionizer: Sectionizer = nlp.add_pipe("medspacy_sectionizer",
+                                                config={"rules": None, "span_attrs": None})
+        sectionizer.add(rules["sections"])
+        # Not a pipe: called with result_type=None and its spans set once (see the module docstring).
+        self._targets = TargetMatcher(nlp, result_type=None)
+        self._targets.add(rules["targets"])
+        nlp.add_pipe("pfs_set_targets")
+        nlp.get_pipe("pfs_set_targets").matcher = self._targets
+        # prune_on_target_overlap: a modifier inside a target ("no change") does not modify anything.
+        context_pipe: ConText = nlp.add_pipe("medspacy_context",
+                                             config={"rules": None, "prune_on_target_overlap": True})
+        context_pipe.add(rules["context"])
+        self.nlp = nlp
+
+    def analyse(self, text: str) -> ReportFacts:
+        """Facts of one (cleaned) report text."""
+        return facts_of(self.nlp(text))
+
+    def analyse_many(self, texts: Iterable[str]) -> Iterator[ReportFacts]:
+        """Facts of many texts, in order, batched through ``nlp.pipe``."""
+        for doc in self.nlp.pipe(texts, batch_size=self.batch_size):
+            yield facts_of(doc)
+
+
+class _SetTargets:
+    """Pipe component: run medspaCy's TargetMatcher and write its spans to ``doc.ents`` in one go."""
+
+    def __init__(self) -> None:
+        self.matcher: Any = None
+
+    def __call__(self, doc: Any) -> Any:
+        from spacy.util import filter_spans
+
+        if self.matcher is not None:
+            doc.ents = filter_spans(self.matcher(doc))
+        return doc
+
+
+def _make_set_targets(nlp: Any, name: str) -> _SetTargets:
+    return _SetTargets()
+
+
+def facts_of(doc: Any) -> ReportFacts:
+    """Reduce a processed Doc to plain data (what labels.py needs and nothing that holds the Doc)."""
+    sections = []
+    bounds: list[tuple[int, int, str]] = []
+    for sec in doc._.sections:
+        start, end = sec.section_span
+        category = sec.category or ""
+        start_char = doc[start].idx if start < len(doc) else len(doc.text)
+        sections.append((category, start_char))
+        bounds.append((start, end, category))
+    mentions = []
+    for ent in doc.ents:
+        section = ""
+        for start, end, category in bounds:
+            if start <= ent.start < end:
+                section = category
+                break
+        sent = ent.sent
+        mods = ent._.modifiers
+        rule = ent._.target_rule
+        mentions.append(Mention(
+            category=ent.label_,
+            literal=rule.literal if rule is not None else ent.text.lower(),
+            start=ent.start_char,
+            end=ent.end_char,
+            sent_start=sent.start_char,
+            sent_end=sent.end_char,
+            section=section,
+            modifiers=tuple(m.category for m in mods),
+            modifier_starts=tuple(doc[m.modifier_span[0]].idx for m in mods),
+        ))
+    return ReportFacts(mentions=tuple(mentions), sections=tuple(sections))
