@@ -24,25 +24,60 @@ from pfs.exceptions import ExportError, PfsError, QuarantineWarning
 METHODS = ["steroid", "nlp", "imaging", "reconciled"]
 DAYS_PER_MONTH = 365.25 / 12
 COMPARISON_COLUMNS = [
-    "method", "n", "n_progressed", "progression_rate", "sensitivity", "specificity", "ppv", "npv", "kappa",
-    "n_lag", "lag_mean_days", "lag_mean_months", "lag_median_days", "lag_q25_days", "lag_q75_days",
-    "pct_earlier", "pct_later", "pct_within_30d", "pct_within_60d",
-    "km_median_days", "km_median_lower_days", "km_median_upper_days", "km_median_months",
-    "logrank_statistic", "logrank_p", "c_index",
+    "method",
+    "n",
+    "n_progressed",
+    "progression_rate",
+    "sensitivity",
+    "specificity",
+    "ppv",
+    "npv",
+    "kappa",
+    "n_lag",
+    "lag_mean_days",
+    "lag_mean_months",
+    "lag_median_days",
+    "lag_q25_days",
+    "lag_q75_days",
+    "pct_earlier",
+    "pct_later",
+    "pct_within_30d",
+    "pct_within_60d",
+    "km_median_days",
+    "km_median_lower_days",
+    "km_median_upper_days",
+    "km_median_months",
+    "logrank_statistic",
+    "logrank_p",
+    "c_index",
 ]
 
 
-# --- loading ---------------------------------------------------------------------------------------------------------
+# --- loading ------------------------------------------------------------------------------------------------
+
 
 def read_endpoints(out_dir: Path | str) -> pd.DataFrame:
     """OUT/endpoints.csv with typed dates; a clear error when ``pfs extract`` has not been run."""
     path = Path(out_dir) / "endpoints.csv"
     if not path.exists():
         raise ExportError(f"{path}: not found; run `pfs extract EXPORT --out {out_dir}` first")
-    ep = pd.read_csv(path, dtype={"patient_id": str, "method": str, "note": str}, keep_default_na=False,
-                     na_values=[""])
-    missing = [c for c in ("patient_id", "method", "index_date", "progressed", "progression_date", "pfs_event",
-                           "pfs_date", "pfs_days") if c not in ep.columns]
+    ep = pd.read_csv(
+        path, dtype={"patient_id": str, "method": str, "note": str}, keep_default_na=False, na_values=[""]
+    )
+    missing = [
+        c
+        for c in (
+            "patient_id",
+            "method",
+            "index_date",
+            "progressed",
+            "progression_date",
+            "pfs_event",
+            "pfs_date",
+            "pfs_days",
+        )
+        if c not in ep.columns
+    ]
     if missing:
         raise ExportError(f"{path}: column {missing[0]!r} missing; was it written by `pfs extract`?")
     for col in ("index_date", "progression_date", "pfs_date", "death_date", "last_followup_date"):
@@ -52,7 +87,9 @@ def read_endpoints(out_dir: Path | str) -> pd.DataFrame:
     return ep
 
 
-def load_annotations(path: Path | str, known_patients: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_annotations(
+    path: Path | str, known_patients: list[str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read and validate an annotations CSV (native layout); returns (clean rows, quarantine rows).
 
     Rows failing the schema (pfs/schemas/annotations.json), progressed = 1 without a date, a date on a
@@ -72,21 +109,30 @@ def load_annotations(path: Path | str, known_patients: list[str] | None = None) 
     schema = load_schema("annotations")
     missing = [c for c in schema.required_columns if c not in raw.columns]
     if missing:
-        raise ExportError(f"{path}: required column {missing[0]!r} missing (found: "
-                          f"{', '.join(c for c in raw.columns if c != '_row')})")
+        raise ExportError(
+            f"{path}: required column {missing[0]!r} missing (found: "
+            f"{', '.join(c for c in raw.columns if c != '_row')})"
+        )
     for col in schema.columns:
         if col not in raw:
             raw[col] = ""
     ann = coerce_and_validate(raw[schema.columns + ["_row"]], schema, quarantine, table="annotations")
     checks = [
-        ((ann["progressed"] == 1) & ann["progression_date"].isna(), "progressed = 1 but progression_date is blank",
-         "progression_date"),
-        ((ann["progressed"] == 0) & ann["progression_date"].notna(), "progressed = 0 but a progression_date is given",
-         "progression_date"),
+        (
+            (ann["progressed"] == 1) & ann["progression_date"].isna(),
+            "progressed = 1 but progression_date is blank",
+            "progression_date",
+        ),
+        (
+            (ann["progressed"] == 0) & ann["progression_date"].notna(),
+            "progressed = 0 but a progression_date is given",
+            "progression_date",
+        ),
     ]
     if known_patients is not None:
-        checks.append((~ann["patient_id"].isin(set(known_patients)), "patient_id not in endpoints.csv",
-                       "patient_id"))
+        checks.append(
+            (~ann["patient_id"].isin(set(known_patients)), "patient_id not in endpoints.csv", "patient_id")
+        )
     bad = pd.Series(False, index=ann.index)
     for mask, reason, column in checks:
         quarantine.add_from("annotations", ann, mask & ~bad, reason, stage="compare", column=column)
@@ -95,12 +141,15 @@ def load_annotations(path: Path | str, known_patients: list[str] | None = None) 
     q["stage"] = "compare"
     # Show the value as written in the file, not as parsed ("NaT", a timestamp).
     written = raw.set_index("_row")
-    q["value"] = [str(written.at[r, c])[:200] if c in written.columns and r in written.index else v
-                  for r, c, v in zip(q["row"], q["column"], q["value"], strict=True)]
+    q["value"] = [
+        str(written.at[r, c])[:200] if c in written.columns and r in written.index else v
+        for r, c, v in zip(q["row"], q["column"], q["value"], strict=True)
+    ]
     return ann.loc[~bad].drop(columns="_row").reset_index(drop=True), q
 
 
-# --- the manual reference on the methods' footing --------------------------------------------------------------------
+# --- the manual reference on the methods' footing -----------------------------------------------------------
+
 
 def manual_endpoints(endpoints: pd.DataFrame, annotations: pd.DataFrame) -> pd.DataFrame:
     """The manual PFS per patient: same index date as the methods, progression or death = event.
@@ -110,14 +159,19 @@ def manual_endpoints(endpoints: pd.DataFrame, annotations: pd.DataFrame) -> pd.D
     else at the last follow-up of endpoints.csv. A manual progression before the index date is ignored with
     a note, as for every method.
     """
-    base = endpoints.sort_values(["patient_id", "method"]).drop_duplicates("patient_id").set_index("patient_id")
+    base = (
+        endpoints.sort_values(["patient_id", "method"]).drop_duplicates("patient_id").set_index("patient_id")
+    )
     if "death_date" in endpoints:
         death = base["death_date"]
     else:
         died = endpoints.loc[(endpoints["progressed"] == 0) & (endpoints["pfs_event"] == 1)]
         death = died.groupby("patient_id")["pfs_date"].min().reindex(base.index)
-    followup = base["last_followup_date"] if "last_followup_date" in base else \
-        endpoints.groupby("patient_id")["pfs_date"].max().reindex(base.index)
+    followup = (
+        base["last_followup_date"]
+        if "last_followup_date" in base
+        else endpoints.groupby("patient_id")["pfs_date"].max().reindex(base.index)
+    )
     ann = annotations.set_index("patient_id")
     ann = ann.loc[ann.index.isin(base.index)]
     out = pd.DataFrame(index=ann.index)
@@ -142,14 +196,15 @@ def manual_endpoints(endpoints: pd.DataFrame, annotations: pd.DataFrame) -> pd.D
     return out.reset_index()
 
 
-# --- statistics ------------------------------------------------------------------------------------------------------
+# --- statistics ---------------------------------------------------------------------------------------------
+
 
 def _ratio(num: int, den: int) -> float:
     return num / den if den else math.nan
 
 
 def status_metrics(predicted: pd.Series, reference: pd.Series) -> dict[str, float]:
-    """Sensitivity, specificity, PPV, NPV and Cohen's kappa of 0/1 progression status against the reference."""
+    """Sensitivity, specificity, PPV, NPV and Cohen's kappa of a 0/1 progression status vs the reference."""
     p, r = predicted.astype(int).to_numpy(), reference.astype(int).to_numpy()
     tp, tn = int(((p == 1) & (r == 1)).sum()), int(((p == 0) & (r == 0)).sum())
     fp, fn = int(((p == 1) & (r == 0)).sum()), int(((p == 0) & (r == 1)).sum())
@@ -158,17 +213,36 @@ def status_metrics(predicted: pd.Series, reference: pd.Series) -> dict[str, floa
     pe = _ratio((tp + fp) * (tp + fn) + (tn + fn) * (tn + fp), n * n)
     # Kappa is undefined when chance agreement is perfect (both raters constant and equal).
     kappa = (po - pe) / (1 - pe) if n and pe < 1 else math.nan
-    return {"sensitivity": _ratio(tp, tp + fn), "specificity": _ratio(tn, tn + fp), "ppv": _ratio(tp, tp + fp),
-            "npv": _ratio(tn, tn + fn), "kappa": kappa}
+    return {
+        "sensitivity": _ratio(tp, tp + fn),
+        "specificity": _ratio(tn, tn + fp),
+        "ppv": _ratio(tp, tp + fp),
+        "npv": _ratio(tn, tn + fn),
+        "kappa": kappa,
+    }
 
 
 def lag_metrics(lag_days: pd.Series) -> dict[str, float]:
     """Summary of method-minus-manual progression dates in days (negative = earlier than the reference)."""
     lag = pd.to_numeric(lag_days, errors="coerce").dropna().astype(float)
     if lag.empty:
-        return {"n_lag": 0, **{k: math.nan for k in ("lag_mean_days", "lag_mean_months", "lag_median_days",
-                                                     "lag_q25_days", "lag_q75_days", "pct_earlier", "pct_later",
-                                                     "pct_within_30d", "pct_within_60d")}}
+        return {
+            "n_lag": 0,
+            **{
+                k: math.nan
+                for k in (
+                    "lag_mean_days",
+                    "lag_mean_months",
+                    "lag_median_days",
+                    "lag_q25_days",
+                    "lag_q75_days",
+                    "pct_earlier",
+                    "pct_later",
+                    "pct_within_30d",
+                    "pct_within_60d",
+                )
+            },
+        }
     return {
         "n_lag": int(len(lag)),
         "lag_mean_days": float(lag.mean()),
@@ -189,24 +263,34 @@ def km_median(durations: pd.Series, events: pd.Series) -> dict[str, float]:
     from lifelines.utils import median_survival_times
 
     if len(durations) == 0:
-        return {"km_median_days": math.nan, "km_median_lower_days": math.nan, "km_median_upper_days": math.nan,
-                "km_median_months": math.nan}
+        return {
+            "km_median_days": math.nan,
+            "km_median_lower_days": math.nan,
+            "km_median_upper_days": math.nan,
+            "km_median_months": math.nan,
+        }
     kmf = KaplanMeierFitter().fit(durations.astype(float), events.astype(int))
     ci = median_survival_times(kmf.confidence_interval_)
     median = float(kmf.median_survival_time_)
-    return {"km_median_days": median, "km_median_lower_days": float(ci.iloc[0, 0]),
-            "km_median_upper_days": float(ci.iloc[0, 1]), "km_median_months": median / DAYS_PER_MONTH}
+    return {
+        "km_median_days": median,
+        "km_median_lower_days": float(ci.iloc[0, 0]),
+        "km_median_upper_days": float(ci.iloc[0, 1]),
+        "km_median_months": median / DAYS_PER_MONTH,
+    }
 
 
-def logrank(durations_a: pd.Series, events_a: pd.Series, durations_b: pd.Series,
-            events_b: pd.Series) -> tuple[float, float]:
+def logrank(
+    durations_a: pd.Series, events_a: pd.Series, durations_b: pd.Series, events_b: pd.Series
+) -> tuple[float, float]:
     """Log-rank chi-square statistic and p-value (lifelines)."""
     from lifelines.statistics import logrank_test
 
     if len(durations_a) == 0 or len(durations_b) == 0:
         return math.nan, math.nan
-    res = logrank_test(durations_a.astype(float), durations_b.astype(float), events_a.astype(int),
-                       events_b.astype(int))
+    res = logrank_test(
+        durations_a.astype(float), durations_b.astype(float), events_a.astype(int), events_b.astype(int)
+    )
     return float(res.test_statistic), float(res.p_value)
 
 
@@ -215,8 +299,11 @@ def c_index(reference_days: pd.Series, predicted_days: pd.Series, reference_even
     from lifelines.utils import concordance_index
 
     try:
-        return float(concordance_index(reference_days.astype(float), predicted_days.astype(float),
-                                       reference_events.astype(int)))
+        return float(
+            concordance_index(
+                reference_days.astype(float), predicted_days.astype(float), reference_events.astype(int)
+            )
+        )
     except ZeroDivisionError:  # no admissible pairs (e.g. one patient, or no events)
         return math.nan
 
@@ -224,8 +311,12 @@ def c_index(reference_days: pd.Series, predicted_days: pd.Series, reference_even
 def method_row(method: str, ep: pd.DataFrame, manual: pd.DataFrame) -> dict[str, object]:
     """All metrics of one method, on the patients both the method and the reference have."""
     m = ep.merge(manual, on="patient_id", suffixes=("", "_manual"))
-    row: dict[str, object] = {"method": method, "n": int(len(m)), "n_progressed": int(m["progressed"].sum()),
-                              "progression_rate": _ratio(int(m["progressed"].sum()), len(m))}
+    row: dict[str, object] = {
+        "method": method,
+        "n": int(len(m)),
+        "n_progressed": int(m["progressed"].sum()),
+        "progression_rate": _ratio(int(m["progressed"].sum()), len(m)),
+    }
     if method == "manual":
         row.update({k: math.nan for k in ("sensitivity", "specificity", "ppv", "npv", "kappa")})
         row.update(lag_metrics(pd.Series(dtype=float)))
@@ -234,11 +325,18 @@ def method_row(method: str, ep: pd.DataFrame, manual: pd.DataFrame) -> dict[str,
         return row
     row.update(status_metrics(m["progressed"], m["progressed_manual"]))
     both = (m["progressed"] == 1) & (m["progressed_manual"] == 1)
-    row.update(lag_metrics((m.loc[both, "progression_date"] - m.loc[both, "progression_date_manual"]).dt.days))
+    row.update(
+        lag_metrics((m.loc[both, "progression_date"] - m.loc[both, "progression_date_manual"]).dt.days)
+    )
     row.update(km_median(m["pfs_days"], m["pfs_event"]))
     stat, p = logrank(m["pfs_days"], m["pfs_event"], m["pfs_days_manual"], m["pfs_event_manual"])
-    row.update({"logrank_statistic": stat, "logrank_p": p,
-                "c_index": c_index(m["pfs_days_manual"], m["pfs_days"], m["pfs_event_manual"])})
+    row.update(
+        {
+            "logrank_statistic": stat,
+            "logrank_p": p,
+            "c_index": c_index(m["pfs_days_manual"], m["pfs_days"], m["pfs_event_manual"]),
+        }
+    )
     return row
 
 
@@ -256,28 +354,33 @@ def comparison_table(endpoints: pd.DataFrame, annotations: pd.DataFrame) -> pd.D
     return out
 
 
-# --- writing ---------------------------------------------------------------------------------------------------------
+# --- writing ------------------------------------------------------------------------------------------------
+
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """A compact, formatted view of the comparison for a terminal (what ``pfs compare`` prints)."""
+
     def pct(x: float) -> str:
         return "–" if pd.isna(x) else f"{100 * x:.0f}%"
 
-    return pd.DataFrame({
-        "method": table["method"],
-        "n": table["n"],
-        "progression": table["progression_rate"].map(pct),
-        "mean lag (mo)": table.apply(lambda r: "ref" if r["method"] == "manual" else _signed(r["lag_mean_months"]),
-                                     axis=1),
-        "within ±60 d": table["pct_within_60d"].map(pct),
-        "sens": table["sensitivity"].map(pct),
-        "spec": table["specificity"].map(pct),
-        "PPV": table["ppv"].map(pct),
-        "kappa": table["kappa"].map(lambda x: _num(x, 2)),
-        "median PFS (mo)": table["km_median_months"].map(lambda x: _num(x, 1)),
-        "log-rank p": table["logrank_p"].map(lambda x: "–" if pd.isna(x) else f"{x:.3g}"),
-        "C-index": table["c_index"].map(lambda x: _num(x, 2)),
-    })
+    return pd.DataFrame(
+        {
+            "method": table["method"],
+            "n": table["n"],
+            "progression": table["progression_rate"].map(pct),
+            "mean lag (mo)": table.apply(
+                lambda r: "ref" if r["method"] == "manual" else _signed(r["lag_mean_months"]), axis=1
+            ),
+            "within ±60 d": table["pct_within_60d"].map(pct),
+            "sens": table["sensitivity"].map(pct),
+            "spec": table["specificity"].map(pct),
+            "PPV": table["ppv"].map(pct),
+            "kappa": table["kappa"].map(lambda x: _num(x, 2)),
+            "median PFS (mo)": table["km_median_months"].map(lambda x: _num(x, 1)),
+            "log-rank p": table["logrank_p"].map(lambda x: "–" if pd.isna(x) else f"{x:.3g}"),
+            "C-index": table["c_index"].map(lambda x: _num(x, 2)),
+        }
+    )
 
 
 def _pct(x: float) -> str:
@@ -298,39 +401,69 @@ def _signed(x: float) -> str:
 
 def to_markdown(table: pd.DataFrame, notes: list[str] | None = None) -> str:
     """comparison.md: the reference study's table shape first, then the full metrics."""
-    lines = ["# Comparison with the manual annotations", "",
-             "Progression found and timing against the manual guideline date (as in Chappidi et al., "
-             "PLOS Digit Health 2025). Lag = method date − manual date, among patients both call progressed; "
-             "negative = earlier than the guideline date.", "",
-             "| method | n | progression found | mean lag (months) | median PFS (months) |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        "# Comparison with the manual annotations",
+        "",
+        "Progression found and timing against the manual guideline date (as in Chappidi et al., "
+        "PLOS Digit Health 2025). Lag = method date − manual date, among patients both call progressed; "
+        "negative = earlier than the guideline date.",
+        "",
+        "| method | n | progression found | mean lag (months) | median PFS (months) |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for _, r in table.iterrows():
         lag = "reference" if r["method"] == "manual" else _signed(r["lag_mean_months"])
-        lines.append(f"| {r['method']} | {r['n']} | {_pct(r['progression_rate'])} | {lag} | "
-                     f"{_num(r['km_median_months'])} |")
-    lines += ["", "## Progression status", "",
-              "| method | sensitivity | specificity | PPV | NPV | Cohen's κ |", "|---|---:|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {r['method']} | {r['n']} | {_pct(r['progression_rate'])} | {lag} | "
+            f"{_num(r['km_median_months'])} |"
+        )
+    lines += [
+        "",
+        "## Progression status",
+        "",
+        "| method | sensitivity | specificity | PPV | NPV | Cohen's κ |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for _, r in table.loc[table["method"] != "manual"].iterrows():
-        lines.append(f"| {r['method']} | {_pct(r['sensitivity'])} | {_pct(r['specificity'])} | {_pct(r['ppv'])} | "
-                     f"{_pct(r['npv'])} | {_num(r['kappa'], 2)} |")
-    lines += ["", "## Lag of the progression date (days)", "",
-              "| method | n | median | mean | IQR | earlier | later | within ±30 d | within ±60 d |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {r['method']} | {_pct(r['sensitivity'])} | {_pct(r['specificity'])} | {_pct(r['ppv'])} | "
+            f"{_pct(r['npv'])} | {_num(r['kappa'], 2)} |"
+        )
+    lines += [
+        "",
+        "## Lag of the progression date (days)",
+        "",
+        "| method | n | median | mean | IQR | earlier | later | within ±30 d | within ±60 d |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for _, r in table.loc[table["method"] != "manual"].iterrows():
         iqr = "–" if pd.isna(r["lag_q25_days"]) else f"{r['lag_q25_days']:+.0f} to {r['lag_q75_days']:+.0f}"
-        lines.append(f"| {r['method']} | {r['n_lag']} | {_signed(r['lag_median_days'])} | "
-                     f"{_signed(r['lag_mean_days'])} | {iqr} | {_pct(r['pct_earlier'])} | {_pct(r['pct_later'])} | "
-                     f"{_pct(r['pct_within_30d'])} | {_pct(r['pct_within_60d'])} |")
-    lines += ["", "## Survival (Kaplan-Meier, lifelines)", "",
-              "| method | median PFS, days (95 % CI) | log-rank χ² vs manual | p | C-index |",
-              "|---|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {r['method']} | {r['n_lag']} | {_signed(r['lag_median_days'])} | "
+            f"{_signed(r['lag_mean_days'])} | {iqr} | {_pct(r['pct_earlier'])} | {_pct(r['pct_later'])} | "
+            f"{_pct(r['pct_within_30d'])} | {_pct(r['pct_within_60d'])} |"
+        )
+    lines += [
+        "",
+        "## Survival (Kaplan-Meier, lifelines)",
+        "",
+        "| method | median PFS, days (95 % CI) | log-rank χ² vs manual | p | C-index |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for _, r in table.iterrows():
-        ci = f"{_num(r['km_median_days'], 0)} ({_num(r['km_median_lower_days'], 0)}–" \
-             f"{_num(r['km_median_upper_days'], 0)})"
+        ci = (
+            f"{_num(r['km_median_days'], 0)} ({_num(r['km_median_lower_days'], 0)}–"
+            f"{_num(r['km_median_upper_days'], 0)})"
+        )
         p = "–" if pd.isna(r["logrank_p"]) else f"{r['logrank_p']:.3g}"
-        lines.append(f"| {r['method']} | {ci} | {_num(r['logrank_statistic'], 2)} | {p} | {_num(r['c_index'], 2)} |")
-    lines += ["", "The log-rank test treats the two curves as independent samples although they describe the "
-              "same patients; read its p-value as a measure of distance between the curves, not as a paired test."]
+        lines.append(
+            f"| {r['method']} | {ci} | {_num(r['logrank_statistic'], 2)} | {p} | {_num(r['c_index'], 2)} |"
+        )
+    lines += [
+        "",
+        "The log-rank test treats the two curves as independent samples although they describe the "
+        "same patients; read its p-value as a measure of distance between the curves, not as a paired test.",
+    ]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"

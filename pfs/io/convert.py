@@ -139,14 +139,10 @@ class CodeSet:
 
     def source_mask(self, values: pd.Series) -> pd.Series:
         """Vectorised: which source values (codes or text as the source wrote them) match."""
-        if self.source_values is None:
-            return pd.Series(False, index=values.index)
-        return values.fillna("").astype(str).str.strip().str.contains(self.source_values, regex=True)
+        return _search_distinct(values, self.source_values)
 
     def title_mask(self, values: pd.Series) -> pd.Series:
-        if self.titles is None:
-            return pd.Series(False, index=values.index)
-        return values.fillna("").astype(str).str.contains(self.titles, regex=True)
+        return _search_distinct(values, self.titles)
 
     def concept_mask(self, concepts: pd.DataFrame) -> pd.Series:
         """Which rows of a CONCEPT table (vocabulary_id, concept_code, concept_name) the set selects."""
@@ -157,10 +153,19 @@ class CodeSet:
             mask |= (vocab == v) & code.str.upper().isin(codes)
         for v, pat in self.code_patterns.items():
             mask |= (vocab == v) & code.str.contains(pat, regex=True)
-        if self.names is not None:
-            mask |= concepts["concept_name"].fillna("").astype(str).str.contains(self.names, regex=True)
+        mask |= _search_distinct(concepts["concept_name"], self.names)
         mask |= concepts["concept_id"].astype(str).isin(self.concept_ids)
         return mask
+
+
+def _search_distinct(values: pd.Series, pattern: re.Pattern[str] | None) -> pd.Series:
+    """Which values contain ``pattern``; each distinct value is searched once (exports repeat codes)."""
+    if pattern is None or values.empty:
+        return pd.Series(False, index=values.index)
+    s = values.fillna("").astype(str).str.strip()
+    uniq = s.unique()
+    found = {u: bool(pattern.search(u)) for u in uniq}
+    return s.map(found).astype(bool)
 
 
 def parse_code_set(spec: Mapping[str, Any], name: str, origin: str) -> CodeSet:
@@ -227,6 +232,37 @@ def number_text(value: object) -> str:
     if not pd.notna(x):
         return ""
     return str(int(x)) if x.is_integer() else repr(x)
+
+
+def treatment_dates(procs: pd.DataFrame, diagnosis: str, window_days: int, gap_days: int) -> tuple[str, str, str]:
+    """(surgery, RT start, RT end) from a patient's resection and radiotherapy rows (kind, date, end).
+
+    Surgery is the first resection/biopsy from ``window_days`` before the diagnosis on.
+    The first RT course is the run of RT rows (on or after that same point) with gaps under
+    ``gap_days``; it ends at the last row's end date (or date when it is one
+    fraction of many); a lone row without an end date leaves the end blank rather than guess it.
+    """
+    if procs.empty:
+        return "", "", ""
+    floor = (pd.Timestamp(diagnosis) - pd.Timedelta(days=window_days)).strftime("%Y-%m-%d")
+    res = procs.loc[(procs["kind"] == "resection") & (procs["date"] >= floor), "date"]
+    surgery = res.min() if not res.empty else ""
+    rt = procs.loc[(procs["kind"] == "radiotherapy") & (procs["date"] >= floor)].sort_values("date")
+    if rt.empty:
+        return surgery, "", ""
+    gap = pd.Timedelta(days=gap_days)
+    course = []
+    last_end = None
+    for date, end in zip(rt["date"], rt["end"], strict=True):
+        stop = max(end, date) if end else date
+        if last_end is not None and pd.Timestamp(date) - pd.Timestamp(last_end) > gap:
+            break
+        course.append((date, end))
+        last_end = stop if last_end is None else max(last_end, stop)
+    rt_start = course[0][0]
+    if len(course) == 1 and not course[0][1]:
+        return surgery, rt_start, ""
+    return surgery, rt_start, last_end or ""
 
 
 # ---------------------------------------------------------------------------------------------

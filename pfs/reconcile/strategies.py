@@ -20,7 +20,8 @@ The strategies and their clinical rationale:
     one source's false alarms, at the price of missing patients seen by one source only.
 ``guideline`` (default)
     RANO-like. Imaging or report progression counts. Inside the pseudoprogression window (from the start
-    of chemoradiation to 12 weeks after its end) it is preliminary and needs confirmation by a later tumour event
+    of chemoradiation to 12 weeks after its end) it is preliminary and needs confirmation by a later tumour
+    event
     (RANO 2.0), or death, unless it is a new lesion outside the field; once confirmed it is dated to the
     first scan. A steroid signal alone is never progression (RANO); corroborated by tumour progression
     within ``steroid_corroboration_days`` it joins the evidence and, when earlier, back-dates progression
@@ -37,8 +38,18 @@ import pandas as pd
 
 from pfs.exceptions import ConfigError
 
-RECONCILED_COLUMNS = ["patient_id", "event_date", "status", "rule", "sources", "kinds", "ref_ids", "n_events",
-                      "evidence", "note"]
+RECONCILED_COLUMNS = [
+    "patient_id",
+    "event_date",
+    "status",
+    "rule",
+    "sources",
+    "kinds",
+    "ref_ids",
+    "n_events",
+    "evidence",
+    "note",
+]
 ACCEPTED = "accepted"
 REJECTED = "rejected"
 
@@ -53,23 +64,21 @@ def empty_reconciled() -> pd.DataFrame:
     return out
 
 
-def _line(ev: pd.Series) -> str:
-    date = ev["event_date"].strftime("%Y-%m-%d") if pd.notna(ev["event_date"]) else "?"
-    return f"{ev['source']} {date} {ev['ref_id']} ({ev['kind']}): {ev['evidence']}"
+Event = dict[str, Any]
 
 
-def _row(pid: str, date: pd.Timestamp, status: str, rule: str, chain: pd.DataFrame, note: str = "") -> dict:
+def _row(pid: str, date: pd.Timestamp, status: str, rule: str, chain: list[Event], note: str = "") -> dict:
     """One reconciled row; ``chain`` holds the contributing events in the order they are told."""
     return {
         "patient_id": pid,
         "event_date": date,
         "status": status,
         "rule": rule,
-        "sources": ",".join(sorted(set(chain["source"]))),
-        "kinds": ",".join(dict.fromkeys(chain["kind"].astype(str))),
-        "ref_ids": ",".join(dict.fromkeys(chain["ref_id"].astype(str))),
-        "n_events": int(len(chain)),
-        "evidence": " | ".join(_line(e) for _, e in chain.iterrows()),
+        "sources": ",".join(sorted({e["source"] for e in chain})),
+        "kinds": ",".join(dict.fromkeys(e["kind"] for e in chain)),
+        "ref_ids": ",".join(dict.fromkeys(e["ref_id"] for e in chain)),
+        "n_events": len(chain),
+        "evidence": " | ".join(e["line"] for e in chain),
         "note": note,
     }
 
@@ -82,23 +91,56 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return out.sort_values(["patient_id", "event_date", "status"], kind="stable").reset_index(drop=True)
 
 
-def _prepare(events: pd.DataFrame) -> pd.DataFrame:
-    """Typed, sorted events; ties on the same day are ordered by source and ref_id so runs are stable."""
+def _prepare(events: pd.DataFrame) -> dict[str, list[Event]]:
+    """Events per patient as plain records, sorted by date; same-day ties ordered by source and ref_id.
+
+    Strategies walk each patient's short list in Python: pandas per-patient slicing costs ~1 ms a call,
+    which made a thousand-patient cohort take tens of seconds.
+    """
     ev = events.copy()
     for col in ("kind", "ref_id", "evidence"):
         if col not in ev:
             ev[col] = ""
         ev[col] = ev[col].fillna("").astype(str)
-    ev["event_date"] = pd.to_datetime(ev["event_date"])
+    ev["event_date"] = pd.to_datetime(ev["event_date"]).dt.normalize()
     ev = ev.dropna(subset=["patient_id", "event_date"])
-    return ev.sort_values(["patient_id", "event_date", "source", "ref_id"], kind="stable").reset_index(drop=True)
+    ev = ev.sort_values(["patient_id", "event_date", "source", "ref_id"], kind="stable")
+    ev["line"] = (
+        ev["source"].astype(str)
+        + " "
+        + ev["event_date"].dt.strftime("%Y-%m-%d")
+        + " "
+        + ev["ref_id"]
+        + " ("
+        + ev["kind"]
+        + "): "
+        + ev["evidence"]
+    )
+    out: dict[str, list[Event]] = {}
+    cols = ["patient_id", "source", "event_date", "kind", "ref_id", "line"]
+    for rec in ev[cols].to_dict("records"):
+        out.setdefault(rec["patient_id"], []).append(rec)
+    return out
+
+
+def _by_date(chain: list[Event]) -> list[tuple[pd.Timestamp, list[Event]]]:
+    """Consecutive same-day groups of a date-sorted list."""
+    groups: list[tuple[pd.Timestamp, list[Event]]] = []
+    for e in chain:
+        if groups and groups[-1][0] == e["event_date"]:
+            groups[-1][1].append(e)
+        else:
+            groups.append((e["event_date"], [e]))
+    return groups
 
 
 def earliest(events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
     """Every event date is a progression candidate; same-day events of several sources share one row."""
-    ev = _prepare(events)
-    rows = [_row(pid, date, ACCEPTED, "earliest: first event of any source", grp)
-            for (pid, date), grp in ev.groupby(["patient_id", "event_date"], sort=True)]
+    rows = [
+        _row(pid, date, ACCEPTED, "earliest: first event of any source", day)
+        for pid, chain in _prepare(events).items()
+        for date, day in _by_date(chain)
+    ]
     return _frame(rows)
 
 
@@ -106,23 +148,36 @@ def vote(events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, Any])
     """Progression where ``min_sources`` sources fire within ``window_days``, dated to the first of them."""
     cfg = _section(settings, "vote")
     k, window = int(cfg["min_sources"]), pd.Timedelta(days=int(cfg["window_days"]))
-    ev = _prepare(events)
     rows: list[dict] = []
-    for pid, grp in ev.groupby("patient_id", sort=True):
-        used = pd.Series(False, index=grp.index)
-        for i, anchor in grp.iterrows():
+    for pid, chain in _prepare(events).items():
+        used = [False] * len(chain)
+        for i, anchor in enumerate(chain):
             if used[i]:
                 continue
-            near = grp.loc[(grp["event_date"] >= anchor["event_date"])
-                           & (grp["event_date"] <= anchor["event_date"] + window) & ~used]
-            if near["source"].nunique() >= k:
-                rows.append(_row(pid, anchor["event_date"], ACCEPTED,
-                                 f"vote: {near['source'].nunique()} sources within {window.days} days", near))
-                used[near.index] = True
-        left = grp.loc[~used]
-        for date, day in left.groupby("event_date", sort=True):
-            rows.append(_row(pid, date, REJECTED, f"vote: fewer than {k} sources within {window.days} days", day))
+            near = [
+                j
+                for j in range(i, len(chain))
+                if not used[j] and chain[j]["event_date"] <= anchor["event_date"] + window
+            ]
+            n_sources = len({chain[j]["source"] for j in near})
+            if n_sources >= k:
+                rule = f"vote: {n_sources} sources within {window.days} days"
+                rows.append(_row(pid, anchor["event_date"], ACCEPTED, rule, [chain[j] for j in near]))
+                for j in near:
+                    used[j] = True
+        left = [e for e, u in zip(chain, used, strict=True) if not u]
+        for date, day in _by_date(left):
+            rows.append(
+                _row(pid, date, REJECTED, f"vote: fewer than {k} sources within {window.days} days", day)
+            )
     return _frame(rows)
+
+
+def _dates(patients: pd.DataFrame, column: str) -> dict[str, pd.Timestamp]:
+    if patients.empty or column not in patients:
+        return {}
+    s = patients.dropna(subset=[column]).drop_duplicates("patient_id").set_index("patient_id")[column]
+    return {pid: pd.Timestamp(v) for pid, v in s.items()}
 
 
 def guideline(events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
@@ -130,27 +185,33 @@ def guideline(events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, 
     cfg = _section(settings, "guideline")
     tumour_src, steroid_src = set(cfg["tumour_sources"]), set(cfg["steroid_sources"])
     window = pd.Timedelta(days=int(cfg["pseudoprogression_days"]))
-    cmin, cmax = pd.Timedelta(days=int(cfg["confirm_min_days"])), pd.Timedelta(days=int(cfg["confirm_max_days"]))
+    cmin, cmax = (
+        pd.Timedelta(days=int(cfg["confirm_min_days"])),
+        pd.Timedelta(days=int(cfg["confirm_max_days"])),
+    )
     corr = pd.Timedelta(days=int(cfg["steroid_corroboration_days"]))
     exempt, self_confirmed = set(cfg["exempt_kinds"]), set(cfg["confirmed_kinds"])
-    ev = _prepare(events)
-    pt = patients.set_index("patient_id") if not patients.empty else pd.DataFrame()
+    rt_ends, rt_starts, deaths = (_dates(patients, c) for c in ("rt_end_date", "rt_start_date", "death_date"))
     rows: list[dict] = []
-    for pid, grp in ev.groupby("patient_id", sort=True):
-        rt_end = _date(pt, pid, "rt_end_date")
-        death = _date(pt, pid, "death_date")
+    for pid, chain in _prepare(events).items():
+        rt_end, death = rt_ends.get(pid), deaths.get(pid)
         # Pseudoprogression can begin during chemoradiation, so the window opens at RT start.
-        start = None if rt_end is None else min(rt_end, _date(pt, pid, "rt_start_date") or rt_end)
-        tumour = grp.loc[grp["source"].isin(tumour_src)]
-        steroid = grp.loc[grp["source"].isin(steroid_src)]
-        other = grp.loc[~grp["source"].isin(tumour_src | steroid_src)]
-        accepted: list[tuple[pd.Timestamp, str, pd.DataFrame]] = []
-        for date, day in tumour.groupby("event_date", sort=True):
+        start = None if rt_end is None else min(rt_end, rt_starts.get(pid, rt_end))
+        tumour = [e for e in chain if e["source"] in tumour_src]
+        steroid = [e for e in chain if e["source"] in steroid_src]
+        other = [e for e in chain if e["source"] not in tumour_src | steroid_src]
+        accepted: list[tuple[pd.Timestamp, str, list[Event]]] = []
+        for date, day in _by_date(tumour):
             in_window = start is not None and start <= date <= rt_end + window
-            kinds = set(day["kind"])
+            kinds = {e["kind"] for e in day}
             if not in_window and not cfg["confirm_outside_window"]:
-                phase = (" (no RT end date)" if rt_end is None else " before chemoradiation" if date < start
-                         else " after the pseudoprogression window")
+                phase = (
+                    " (no RT end date)"
+                    if rt_end is None
+                    else " before chemoradiation"
+                    if date < start
+                    else " after the pseudoprogression window"
+                )
                 accepted.append((date, "guideline: tumour progression" + phase, day))
                 continue
             if kinds & exempt:
@@ -159,27 +220,30 @@ def guideline(events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, 
             if kinds & self_confirmed:
                 accepted.append((date, "guideline: progression already confirmed by its extractor", day))
                 continue
-            later = tumour.loc[(tumour["event_date"] >= date + cmin) & (tumour["event_date"] <= date + cmax)]
+            later = [e for e in tumour if date + cmin <= e["event_date"] <= date + cmax]
             where = "inside the pseudoprogression window" if in_window else "needing confirmation"
-            if not later.empty:
-                first_later = later.loc[later["event_date"] == later["event_date"].min()]
-                accepted.append((date, f"guideline: preliminary progression {where}, confirmed on "
-                                       f"{first_later['event_date'].iloc[0]:%Y-%m-%d}",
-                                 pd.concat([day, first_later])))
+            if later:
+                first_later = [e for e in later if e["event_date"] == later[0]["event_date"]]
+                rule = (
+                    f"guideline: preliminary progression {where}, confirmed on "
+                    f"{first_later[0]['event_date']:%Y-%m-%d}"
+                )
+                accepted.append((date, rule, day + first_later))
             elif cfg["death_confirms"] and death is not None and date <= death <= date + cmax:
-                accepted.append((date, f"guideline: preliminary progression {where}, confirmed by death on "
-                                       f"{death:%Y-%m-%d}", day))
+                rule = f"guideline: preliminary progression {where}, confirmed by death on {death:%Y-%m-%d}"
+                accepted.append((date, rule, day))
             else:
-                rows.append(_row(pid, date, REJECTED, f"guideline: preliminary progression {where} not "
-                                 f"confirmed within {cmax.days} days"
-                                 + (" (possible pseudoprogression)" if in_window else ""), day))
+                rule = f"guideline: preliminary progression {where} not confirmed within {cmax.days} days" + (
+                    " (possible pseudoprogression)" if in_window else ""
+                )
+                rows.append(_row(pid, date, REJECTED, rule, day))
         used_steroid: set[int] = set()
-        for date, rule, chain in accepted:
-            near = steroid.loc[(steroid["event_date"] >= date - corr) & (steroid["event_date"] <= date + corr)]
-            used_steroid.update(near.index)
+        for date, rule, tchain in accepted:
+            near = [e for e in steroid if date - corr <= e["event_date"] <= date + corr]
+            used_steroid.update(id(e) for e in near)
             out_date, note = date, ""
-            if not near.empty:
-                first = near["event_date"].min()
+            if near:
+                first = near[0]["event_date"]
                 if cfg["steroid_backdate"] and first < date:
                     if rt_end is None or first > rt_end:
                         out_date = first
@@ -189,13 +253,23 @@ def guideline(events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, 
                         note = "steroid increase before the end of radiotherapy not used for back-dating"
                 else:
                     rule += "; corroborated by a steroid increase"
-            rows.append(_row(pid, out_date, ACCEPTED, rule, pd.concat([chain, near]), note))
-        for date, day in steroid.loc[~steroid.index.isin(used_steroid)].groupby("event_date", sort=True):
-            rows.append(_row(pid, date, REJECTED, "guideline: steroid-only signal, not corroborated by tumour "
-                             f"progression within {corr.days} days", day))
-        for date, day in other.groupby("event_date", sort=True):
-            rows.append(_row(pid, date, REJECTED, "guideline: source not listed in tumour_sources or "
-                             "steroid_sources", day))
+            rows.append(_row(pid, out_date, ACCEPTED, rule, tchain + near, note))
+        for date, day in _by_date([e for e in steroid if id(e) not in used_steroid]):
+            rule = (
+                f"guideline: steroid-only signal, not corroborated by tumour progression within {corr.days} "
+                "days"
+            )
+            rows.append(_row(pid, date, REJECTED, rule, day))
+        for date, day in _by_date(other):
+            rows.append(
+                _row(
+                    pid,
+                    date,
+                    REJECTED,
+                    "guideline: source not listed in tumour_sources or steroid_sources",
+                    day,
+                )
+            )
     return _collapse(_frame(rows))
 
 
@@ -207,8 +281,9 @@ def _collapse(frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     keep = frame.loc[~acc | ~dup.reindex(frame.index, fill_value=False)]
     merged = []
-    for (pid, date), grp in frame.loc[acc & dup.reindex(frame.index, fill_value=False)].groupby(
-            ["patient_id", "event_date"]):
+    for _, grp in frame.loc[acc & dup.reindex(frame.index, fill_value=False)].groupby(
+        ["patient_id", "event_date"]
+    ):
         first = grp.iloc[0].to_dict()
         first["sources"] = ",".join(sorted(set(",".join(grp["sources"]).split(","))))
         first["kinds"] = ",".join(dict.fromkeys(",".join(grp["kinds"]).split(",")))
@@ -221,13 +296,6 @@ def _collapse(frame: pd.DataFrame) -> pd.DataFrame:
     return _frame(keep.to_dict("records") + merged)
 
 
-def _date(pt: pd.DataFrame, pid: str, column: str) -> pd.Timestamp | None:
-    if pt.empty or column not in pt or pid not in pt.index:
-        return None
-    value = pt.at[pid, column]
-    return None if pd.isna(value) else pd.Timestamp(value)
-
-
 def _section(settings: dict[str, Any], name: str) -> dict[str, Any]:
     """A strategy's settings: the shipped defaults updated by ``settings[name]``; bad values are errors."""
     from pfs.settings import load_config
@@ -236,17 +304,22 @@ def _section(settings: dict[str, Any], name: str) -> dict[str, Any]:
     given = settings.get(name, {}) or {}
     unknown = set(given) - set(defaults)
     if unknown:
-        raise ConfigError(f"unknown key reconcile.{name}.{sorted(unknown)[0]} (known: {', '.join(sorted(defaults))})")
+        raise ConfigError(
+            f"unknown key reconcile.{name}.{sorted(unknown)[0]} (known: {', '.join(sorted(defaults))})"
+        )
     cfg = {**defaults, **given}
     for key, value in cfg.items():
         if (key.endswith("_days") or key == "min_sources") and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
             raise ConfigError(f"reconcile.{name}.{key} must be a whole number >= 0, not {value!r}")
     if name == "vote" and cfg["min_sources"] < 1:
         raise ConfigError(f"reconcile.vote.min_sources must be at least 1, not {cfg['min_sources']!r}")
     if name == "guideline" and cfg["confirm_min_days"] > cfg["confirm_max_days"]:
-        raise ConfigError("reconcile.guideline.confirm_min_days must not exceed confirm_max_days "
-                          f"({cfg['confirm_min_days']} > {cfg['confirm_max_days']})")
+        raise ConfigError(
+            "reconcile.guideline.confirm_min_days must not exceed confirm_max_days "
+            f"({cfg['confirm_min_days']} > {cfg['confirm_max_days']})"
+        )
     return cfg
 
 
@@ -257,8 +330,9 @@ STRATEGIES: dict[str, Strategy] = {
 }
 
 
-def reconcile_events(events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, Any], *,
-                     index_date: str | None = None) -> pd.DataFrame:
+def reconcile_events(
+    events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, Any], *, index_date: str | None = None
+) -> pd.DataFrame:
     """Apply the strategy named in ``settings['strategy']`` (default ``guideline``).
 
     Args:
@@ -280,8 +354,13 @@ def reconcile_events(events: pd.DataFrame, patients: pd.DataFrame, settings: dic
         idx = index_dates(patients, index_date).set_index("patient_id")["index_date"]
         ev = events.assign(event_date=pd.to_datetime(events["event_date"]))
         before = ev["event_date"] < ev["patient_id"].map(idx)
-        early_rows = _frame([_row(pid, date, REJECTED, f"before the index date ({index_date})", day)
-                             for (pid, date), day in _prepare(ev.loc[before]).groupby(["patient_id", "event_date"])])
+        early_rows = _frame(
+            [
+                _row(pid, date, REJECTED, f"before the index date ({index_date})", day)
+                for pid, chain in _prepare(ev.loc[before]).items()
+                for date, day in _by_date(chain)
+            ]
+        )
         events = ev.loc[~before]
     out = STRATEGIES[name](events, patients, settings)
     if early_rows.empty:

@@ -30,7 +30,8 @@ h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
 th{background:#f3f5f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.na{color:#777;font-style:italic}details{margin:.3em 0;border:1px solid #e3e3e3;border-radius:4px;padding:.3em .6em}
+.na{color:#777;font-style:italic}
+details{margin:.3em 0;border:1px solid #e3e3e3;border-radius:4px;padding:.3em .6em}
 summary{cursor:pointer;font-weight:600}img{max-width:100%;height:auto;border:1px solid #eee}
 pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em;max-height:30em}
 ul.chain{margin:.2em 0 .2em 1.2em;padding:0}.rejected{color:#8a6d3b}.accepted{color:#1e7b34}
@@ -44,7 +45,11 @@ def esc(value: Any) -> str:
     if isinstance(value, pd.Timestamp):
         return html.escape(value.strftime("%Y-%m-%d"))
     if isinstance(value, float):
-        return "not reached" if math.isinf(value) else html.escape(f"{value:.3g}" if abs(value) < 1 else f"{value:.1f}")
+        return (
+            "not reached"
+            if math.isinf(value)
+            else html.escape(f"{value:.3g}" if abs(value) < 1 else f"{value:.1f}")
+        )
     return html.escape(str(value))
 
 
@@ -63,8 +68,11 @@ def table_html(frame: pd.DataFrame | None, columns: list[str] | None = None, emp
     body = []
     for _, row in frame[cols].iterrows():
         cells = "".join(
-            f'<td class="num">{esc(v)}</td>' if isinstance(v, (int, float)) and not isinstance(v, bool)
-            else f"<td>{esc(v)}</td>" for v in row.tolist())
+            f'<td class="num">{esc(v)}</td>'
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+            else f"<td>{esc(v)}</td>"
+            for v in row.tolist()
+        )
         body.append(f"<tr>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -83,9 +91,16 @@ def _cohort(outputs: Outputs) -> str:
     for method in _methods(ep):
         sub = ep.loc[ep["method"] == method]
         km = km_median(sub["pfs_days"], sub["pfs_event"])
-        rows.append({"method": method, "patients": len(sub), "progressed": int(sub["progressed"].sum()),
-                     "progression rate": f"{sub['progressed'].mean():.0%}", "PFS events": int(sub["pfs_event"].sum()),
-                     "median PFS (months)": km["km_median_days"] / DAYS_PER_MONTH})
+        rows.append(
+            {
+                "method": method,
+                "patients": len(sub),
+                "progressed": int(sub["progressed"].sum()),
+                "progression rate": f"{sub['progressed'].mean():.0%}",
+                "PFS events": int(sub["pfs_event"].sum()),
+                "median PFS (months)": km["km_median_days"] / DAYS_PER_MONTH,
+            }
+        )
     parts.append(table_html(pd.DataFrame(rows), empty="no endpoints"))
     events = outputs.get("events")
     if events is None:
@@ -93,13 +108,20 @@ def _cohort(outputs: Outputs) -> str:
     elif events.empty:
         parts.append('<p class="na">No progression events were emitted.</p>')
     else:
-        counts = events.groupby(["source", "kind"]).agg(events=("patient_id", "size"),
-                                                        patients=("patient_id", "nunique")).reset_index()
+        counts = (
+            events.groupby(["source", "kind"])
+            .agg(events=("patient_id", "size"), patients=("patient_id", "nunique"))
+            .reset_index()
+        )
         parts.append("<h3>Events per source</h3>" + table_html(counts))
     sources = (outputs.manifest or {}).get("sources")
     if sources:
-        frame = pd.DataFrame([{"source": k, "status": v.get("status", ""), "events": v.get("events", "")}
-                              for k, v in sources.items()])
+        frame = pd.DataFrame(
+            [
+                {"source": k, "status": v.get("status", ""), "events": v.get("events", "")}
+                for k, v in sources.items()
+            ]
+        )
         parts.append("<h3>Sources in this run</h3>" + table_html(frame))
     return "".join(parts)
 
@@ -120,20 +142,31 @@ def _comparison(outputs: Outputs, annotations: Path | str | None) -> str:
     def num(x: float, fmt: str) -> str:
         return "" if pd.isna(x) else "not reached" if math.isinf(x) else format(x, fmt)
 
-    shown = pd.DataFrame({
-        "method": table["method"], "n": table["n"], "progression found": table["progression_rate"].map(pct),
-        "mean lag (months)": table["lag_mean_months"].map(lambda x: num(x, "+.1f")),
-        "median lag (days)": table["lag_median_days"].map(lambda x: num(x, "+.0f")),
-        "within ±30 d": table["pct_within_30d"].map(pct), "within ±60 d": table["pct_within_60d"].map(pct),
-        "sensitivity": table["sensitivity"].map(pct), "specificity": table["specificity"].map(pct),
-        "PPV": table["ppv"].map(pct), "Cohen's κ": table["kappa"].map(lambda x: num(x, ".2f")),
-        "median PFS (months)": table["km_median_months"].map(lambda x: num(x, ".1f")),
-        "log-rank p vs manual": table["logrank_p"].map(lambda x: num(x, ".3g")),
-        "C-index": table["c_index"].map(lambda x: num(x, ".2f")),
-    })
-    note = "" if quarantine.empty else f"<p>{esc(len(quarantine))} annotation row(s) set aside as invalid.</p>"
-    return ("<p>Lag = method date − manual date (negative = earlier than the guideline date), among patients "
-            "both call progressed.</p>" + table_html(shown) + note)
+    shown = pd.DataFrame(
+        {
+            "method": table["method"],
+            "n": table["n"],
+            "progression found": table["progression_rate"].map(pct),
+            "mean lag (months)": table["lag_mean_months"].map(lambda x: num(x, "+.1f")),
+            "median lag (days)": table["lag_median_days"].map(lambda x: num(x, "+.0f")),
+            "within ±30 d": table["pct_within_30d"].map(pct),
+            "within ±60 d": table["pct_within_60d"].map(pct),
+            "sensitivity": table["sensitivity"].map(pct),
+            "specificity": table["specificity"].map(pct),
+            "PPV": table["ppv"].map(pct),
+            "Cohen's κ": table["kappa"].map(lambda x: num(x, ".2f")),
+            "median PFS (months)": table["km_median_months"].map(lambda x: num(x, ".1f")),
+            "log-rank p vs manual": table["logrank_p"].map(lambda x: num(x, ".3g")),
+            "C-index": table["c_index"].map(lambda x: num(x, ".2f")),
+        }
+    )
+    note = (
+        "" if quarantine.empty else f"<p>{esc(len(quarantine))} annotation row(s) set aside as invalid.</p>"
+    )
+    return (
+        "<p>Lag = method date − manual date (negative = earlier than the guideline date), among patients "
+        "both call progressed.</p>" + table_html(shown) + note
+    )
 
 
 def _chain(evidence: str) -> str:
@@ -147,24 +180,43 @@ def _patient(pid: str, outputs: Outputs, manual: pd.DataFrame | None) -> str:
     head = esc(pid)
     if not rec.empty:
         r = rec.iloc[0]
-        head += " — reconciled: " + (f"progression {esc(r['progression_date'])}" if r["progressed"] == 1
-                                     else "no progression")
+        head += " — reconciled: " + (
+            f"progression {esc(r['progression_date'])}" if r["progressed"] == 1 else "no progression"
+        )
     if manual is not None:
         m = manual.loc[manual["patient_id"] == pid]
         if not m.empty:
-            head += " · manual: " + (f"progression {esc(m.iloc[0]['progression_date'])}"
-                                     if m.iloc[0]["progressed"] == 1 else "no progression")
-    parts = [f"<details><summary>{head}</summary>",
-             table_html(ep, ["method", "index_date", "progressed", "progression_date", "pfs_event", "pfs_date",
-                             "pfs_days", "note"])]
+            head += " · manual: " + (
+                f"progression {esc(m.iloc[0]['progression_date'])}"
+                if m.iloc[0]["progressed"] == 1
+                else "no progression"
+            )
+    parts = [
+        f"<details><summary>{head}</summary>",
+        table_html(
+            ep,
+            [
+                "method",
+                "index_date",
+                "progressed",
+                "progression_date",
+                "pfs_event",
+                "pfs_date",
+                "pfs_days",
+                "note",
+            ],
+        ),
+    ]
     recon = outputs.get("reconciled_events")
     if recon is not None:
         rows = recon.loc[recon["patient_id"] == pid]
         if not rows.empty:
             items = "".join(
                 f'<li><span class="{esc(r.get("status", ""))}">{esc(r.get("status", ""))}</span> '
-                f'{esc(r["event_date"])}: {esc(r.get("rule", ""))} {esc(r.get("note", ""))}{_chain(r["evidence"])}</li>'
-                for _, r in rows.iterrows())
+                f"{esc(r['event_date'])}: {esc(r.get('rule', ''))} {esc(r.get('note', ''))}"
+                f"{_chain(r['evidence'])}</li>"
+                for _, r in rows.iterrows()
+            )
             parts.append(f"<h4>Reconciliation</h4><ul>{items}</ul>")
     for name, title, cols in (
         ("events", "Events", ["event_date", "source", "kind", "ref_id", "evidence", "value", "confidence"]),
@@ -191,21 +243,32 @@ def _quarantine(outputs: Outputs) -> str:
         return _na("quarantine")
     if q.empty:
         return "<p>No input row was quarantined.</p>"
-    summary = (q.groupby(["table", "stage", "reason"], dropna=False)
-               .agg(rows=("row", "nunique"), first_row=("row", "min")).reset_index())
+    summary = (
+        q.groupby(["table", "stage", "reason"], dropna=False)
+        .agg(rows=("row", "nunique"), first_row=("row", "min"))
+        .reset_index()
+    )
     return f"<p>{esc(len(q))} quarantine line(s); see quarantine.csv for each row.</p>" + table_html(summary)
 
 
-def report(out_dir: Path | str, annotations: Path | str | None = None, output: Path | str | None = None) -> Path:
+def report(
+    out_dir: Path | str, annotations: Path | str | None = None, output: Path | str | None = None
+) -> Path:
     """Write the HTML report of ``out_dir`` (default OUT/report.html); returns its path."""
     from pfs.io.output import write_bytes
 
     outputs = load_outputs(out_dir)
     manual = manual_reference(outputs, annotations)
     figs = figures(outputs, manual)
-    titles = {"km": "Kaplan-Meier PFS per method", "swimmer": "Patient courses", "lag": "Lag distribution",
-              "bland_altman": "Bland-Altman plots of progression dates"}
-    fig_html = "".join(f"<h3>{esc(titles.get(k, k))}</h3>{_png(f, titles.get(k, k))}" for k, f in figs.items())
+    titles = {
+        "km": "Kaplan-Meier PFS per method",
+        "swimmer": "Patient courses",
+        "lag": "Lag distribution",
+        "bland_altman": "Bland-Altman plots of progression dates",
+    }
+    fig_html = "".join(
+        f"<h3>{esc(titles.get(k, k))}</h3>{_png(f, titles.get(k, k))}" for k, f in figs.items()
+    )
     if manual is None:
         fig_html += _na("lag and Bland-Altman plots (they need --annotations)")
     patients = sorted(outputs.endpoints["patient_id"].unique())
@@ -213,21 +276,29 @@ def report(out_dir: Path | str, annotations: Path | str | None = None, output: P
     body = [
         "<h1>pfs report: progression-free survival from EHR sources</h1>",
         f"<p>Output directory {esc(outputs.root.name)}; pfs {esc(__version__)}"
-        + (f"; config hash {esc(manifest.get('config_hash', ''))}" if manifest else "") + ".</p>",
-        "<h2>Cohort</h2>", _cohort(outputs),
-        "<h2>Comparison with the manual annotations</h2>", _comparison(outputs, annotations),
-        "<h2>Figures</h2>", fig_html,
+        + (f"; config hash {esc(manifest.get('config_hash', ''))}" if manifest else "")
+        + ".</p>",
+        "<h2>Cohort</h2>",
+        _cohort(outputs),
+        "<h2>Comparison with the manual annotations</h2>",
+        _comparison(outputs, annotations),
+        "<h2>Figures</h2>",
+        fig_html,
         "<h2>Patients</h2><p>Each event with its evidence (sentence, dose change, volume change) and how the "
         "reconciler used it.</p>",
         "".join(_patient(pid, outputs, manual) for pid in patients),
-        "<h2>Quarantine</h2>", _quarantine(outputs),
+        "<h2>Quarantine</h2>",
+        _quarantine(outputs),
         "<h2>Manifest</h2>",
-        f"<pre>{esc(json.dumps(manifest, indent=2, sort_keys=True, default=str))}</pre>" if manifest is not None
+        f"<pre>{esc(json.dumps(manifest, indent=2, sort_keys=True, default=str))}</pre>"
+        if manifest is not None
         else _na("manifest"),
     ]
-    doc = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-           "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-           f"<title>pfs report</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
+    doc = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>pfs report</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"
+    )
     path = Path(output) if output is not None else Path(out_dir) / "report.html"
     write_bytes(doc.encode("utf-8"), path)
     return path

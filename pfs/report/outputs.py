@@ -23,8 +23,16 @@ _DATE_COLUMNS = {
     "report_labels": ["report_date"],
     "volumes": ["study_date"],
 }
-OPTIONAL_TABLES = ("events", "reconciled_events", "quarantine", "steroid_daily", "steroid_courses", "report_labels",
-                   "volumes", "comparison")
+OPTIONAL_TABLES = (
+    "events",
+    "reconciled_events",
+    "quarantine",
+    "steroid_daily",
+    "steroid_courses",
+    "report_labels",
+    "volumes",
+    "comparison",
+)
 
 
 @dataclass
@@ -44,8 +52,12 @@ def _read(path: Path, name: str) -> pd.DataFrame | None:
     if not path.exists():
         return None
     try:
-        frame = pd.read_csv(path, dtype={"patient_id": str, "ref_id": str, "report_id": str, "study_id": str},
-                            keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(
+            path,
+            dtype={"patient_id": str, "ref_id": str, "report_id": str, "study_id": str},
+            keep_default_na=False,
+            na_values=[""],
+        )
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
         return None
     for col in _DATE_COLUMNS.get(name, []):

@@ -17,8 +17,13 @@ import pandas as pd
 from pfs.evaluate.compare import DAYS_PER_MONTH, METHODS
 
 #: One colour per method, the same in every figure.
-COLOURS = {"steroid": "#d95f02", "nlp": "#7570b3", "imaging": "#1b9e77", "reconciled": "#e7298a",
-           "manual": "#222222"}
+COLOURS = {
+    "steroid": "#d95f02",
+    "nlp": "#7570b3",
+    "imaging": "#1b9e77",
+    "reconciled": "#e7298a",
+    "manual": "#222222",
+}
 #: Report labels drawn on the swimmer plot: (marker, colour, legend text).
 LABEL_MARKERS = {
     "progression": ("v", "#c0392b", "report: progression"),
@@ -43,8 +48,16 @@ def _axes(ax: Any, figsize: tuple[float, float]) -> Any:
 
 
 def _not_available(ax: Any, what: str) -> Any:
-    ax.text(0.5, 0.5, f"{what}: not available", ha="center", va="center", transform=ax.transAxes, fontsize=11,
-            color="#555555")
+    ax.text(
+        0.5,
+        0.5,
+        f"{what}: not available",
+        ha="center",
+        va="center",
+        transform=ax.transAxes,
+        fontsize=11,
+        color="#555555",
+    )
     ax.set_xticks([])
     ax.set_yticks([])
     return ax
@@ -56,7 +69,7 @@ def _methods(endpoints: pd.DataFrame) -> list[str]:
 
 
 def km_plot(endpoints: pd.DataFrame, manual: pd.DataFrame | None = None, ax: Any = None) -> Any:
-    """Kaplan-Meier PFS per method (months since the index date), the manual curve in black, one at-risk table."""
+    """Kaplan-Meier PFS per method (months since index), the manual curve dashed black, one at-risk table."""
     from lifelines import KaplanMeierFitter
     from lifelines.plotting import add_at_risk_counts
 
@@ -69,11 +82,16 @@ def km_plot(endpoints: pd.DataFrame, manual: pd.DataFrame | None = None, ax: Any
         return _not_available(ax, "Kaplan-Meier curves (no endpoints)")
     fitters = []
     for method, frame in frames:
-        kmf = KaplanMeierFitter(label=method).fit(frame["pfs_days"].astype(float) / DAYS_PER_MONTH,
-                                                  frame["pfs_event"].astype(int))
-        kmf.plot_survival_function(ax=ax, ci_show=False, color=COLOURS.get(method),
-                                   linewidth=2.5 if method in ("manual", "reconciled") else 1.6,
-                                   linestyle="--" if method == "manual" else "-")
+        kmf = KaplanMeierFitter(label=method).fit(
+            frame["pfs_days"].astype(float) / DAYS_PER_MONTH, frame["pfs_event"].astype(int)
+        )
+        kmf.plot_survival_function(
+            ax=ax,
+            ci_show=False,
+            color=COLOURS.get(method),
+            linewidth=2.5 if method in ("manual", "reconciled") else 1.6,
+            linestyle="--" if method == "manual" else "-",
+        )
         fitters.append(kmf)
     ax.set_xlabel("months since the index date")
     ax.set_ylabel("progression-free survival")
@@ -106,10 +124,17 @@ def _dose_segments(daily: pd.DataFrame) -> pd.DataFrame:
     return d.groupby(run).agg(start=("date", "min"), end=("date", "max"), dose=("dex_eq_mg_per_day", "first"))
 
 
-def swimmer_plot(endpoints: pd.DataFrame, *, manual: pd.DataFrame | None = None,
-                 steroid_daily: pd.DataFrame | None = None, report_labels: pd.DataFrame | None = None,
-                 volumes: pd.DataFrame | None = None, max_patients: int = 40, ax: Any = None) -> Any:
-    """One lane per patient: follow-up, steroid dose band, report labels, tumour volumes, manual and reconciled dates.
+def swimmer_plot(
+    endpoints: pd.DataFrame,
+    *,
+    manual: pd.DataFrame | None = None,
+    steroid_daily: pd.DataFrame | None = None,
+    report_labels: pd.DataFrame | None = None,
+    volumes: pd.DataFrame | None = None,
+    max_patients: int = 40,
+    ax: Any = None,
+) -> Any:
+    """One lane per patient: follow-up, steroid dose, report labels, tumour volumes, manual, reconciled dates.
 
     Lanes are sorted by reconciled PFS; beyond ``max_patients`` only the first lanes are drawn (and the title
     says so), because a swimmer plot stops being readable at a glance.
@@ -118,7 +143,9 @@ def swimmer_plot(endpoints: pd.DataFrame, *, manual: pd.DataFrame | None = None,
     import matplotlib.colors as mcolors
     from matplotlib.lines import Line2D
 
-    base_method = "reconciled" if "reconciled" in set(endpoints["method"]) else (_methods(endpoints) or [None])[0]
+    base_method = (
+        "reconciled" if "reconciled" in set(endpoints["method"]) else (_methods(endpoints) or [None])[0]
+    )
     base = endpoints.loc[endpoints["method"] == base_method].sort_values(["pfs_days", "patient_id"])
     n_total = len(base)
     base = base.head(max_patients).reset_index(drop=True)
@@ -137,11 +164,19 @@ def swimmer_plot(endpoints: pd.DataFrame, *, manual: pd.DataFrame | None = None,
     for col in ("last_followup_date", "death_date"):
         if col in base:
             end = pd.concat([end, base[col]], axis=1).max(axis=1)
-    ax.barh(y, (end - base["index_date"]).dt.days / DAYS_PER_MONTH, height=0.5, color="#f1f4f7",
-            edgecolor="#c5cfd9", zorder=1)
+    ax.barh(
+        y,
+        (end - base["index_date"]).dt.days / DAYS_PER_MONTH,
+        height=0.5,
+        color="#f1f4f7",
+        edgecolor="#c5cfd9",
+        zorder=1,
+    )
     ax.barh(y, base["pfs_days"] / DAYS_PER_MONTH, height=0.5, color="#cfd9e3", edgecolor="#9aa9b8", zorder=1)
-    handles: list[Any] = [Line2D([], [], color="#cfd9e3", linewidth=6, label=f"progression-free ({base_method})"),
-                          Line2D([], [], color="#f1f4f7", linewidth=6, label="later follow-up")]
+    handles: list[Any] = [
+        Line2D([], [], color="#cfd9e3", linewidth=6, label=f"progression-free ({base_method})"),
+        Line2D([], [], color="#f1f4f7", linewidth=6, label="later follow-up"),
+    ]
     if steroid_daily is not None and not steroid_daily.empty and "dex_eq_mg_per_day" in steroid_daily:
         cmap, norm = matplotlib.colormaps["Oranges"], mcolors.Normalize(vmin=0, vmax=16)
         for pid, grp in steroid_daily.loc[steroid_daily["patient_id"].isin(lane)].groupby("patient_id"):
@@ -150,43 +185,111 @@ def swimmer_plot(endpoints: pd.DataFrame, *, manual: pd.DataFrame | None = None,
                 continue
             x0 = (seg["start"] - index[pid]).dt.days / DAYS_PER_MONTH
             x1 = ((seg["end"] - index[pid]).dt.days + 1) / DAYS_PER_MONTH
-            ax.hlines(np.full(len(seg), lane[pid] - 0.33), x0, x1, colors=cmap(norm(seg["dose"].to_numpy())),
-                      linewidth=4, zorder=2)
-        handles.append(Line2D([], [], color=cmap(norm(8)), linewidth=4, label="steroid dose (dex-eq, darker = more)"))
+            ax.hlines(
+                np.full(len(seg), lane[pid] - 0.33),
+                x0,
+                x1,
+                colors=cmap(norm(seg["dose"].to_numpy())),
+                linewidth=4,
+                zorder=2,
+            )
+        handles.append(
+            Line2D([], [], color=cmap(norm(8)), linewidth=4, label="steroid dose (dex-eq, darker = more)")
+        )
     if report_labels is not None and not report_labels.empty:
         rl = report_labels.loc[report_labels["patient_id"].isin(lane)]
         for label, (marker, colour, text) in LABEL_MARKERS.items():
             sel = rl.loc[rl["label"] == label]
             if sel.empty:
                 continue
-            ax.scatter(months(sel, "report_date"), sel["patient_id"].map(lane) + 0.3, marker=marker, color=colour,
-                       s=22, zorder=3)
+            ax.scatter(
+                months(sel, "report_date"),
+                sel["patient_id"].map(lane) + 0.3,
+                marker=marker,
+                color=colour,
+                s=22,
+                zorder=3,
+            )
             handles.append(Line2D([], [], marker=marker, color=colour, linestyle="", label=text))
     if volumes is not None and not volumes.empty and "et_volume_ml" in volumes:
         vol = volumes.loc[volumes["patient_id"].isin(lane) & volumes["et_volume_ml"].notna()]
         if not vol.empty:
-            ax.scatter(months(vol, "study_date"), vol["patient_id"].map(lane), s=8 + 6 * vol["et_volume_ml"].clip(0, 30),
-                       facecolors="none", edgecolors="#1f77b4", linewidths=1, zorder=3)
-            handles.append(Line2D([], [], marker="o", markerfacecolor="none", color="#1f77b4", linestyle="",
-                                  label="MRI: enhancing volume (size ∝ mL)"))
+            ax.scatter(
+                months(vol, "study_date"),
+                vol["patient_id"].map(lane),
+                s=8 + 6 * vol["et_volume_ml"].clip(0, 30),
+                facecolors="none",
+                edgecolors="#1f77b4",
+                linewidths=1,
+                zorder=3,
+            )
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    marker="o",
+                    markerfacecolor="none",
+                    color="#1f77b4",
+                    linestyle="",
+                    label="MRI: enhancing volume (size ∝ mL)",
+                )
+            )
     died = base.loc[(base["pfs_event"] == 1) & (base["progressed"] == 0)]
     if not died.empty:
-        ax.scatter(died["pfs_days"] / DAYS_PER_MONTH, died["patient_id"].map(lane), marker="|", s=120,
-                   color="black", zorder=4)
-        handles.append(Line2D([], [], marker="|", color="black", linestyle="", markersize=10,
-                              label="death without progression"))
+        ax.scatter(
+            died["pfs_days"] / DAYS_PER_MONTH,
+            died["patient_id"].map(lane),
+            marker="|",
+            s=120,
+            color="black",
+            zorder=4,
+        )
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="|",
+                color="black",
+                linestyle="",
+                markersize=10,
+                label="death without progression",
+            )
+        )
     prog = base.loc[base["progressed"] == 1]
     if not prog.empty:
-        ax.scatter(months(prog, "progression_date"), prog["patient_id"].map(lane), marker="X", s=70,
-                   color=COLOURS.get(base_method, "red"), edgecolors="white", zorder=5)
-        handles.append(Line2D([], [], marker="X", color=COLOURS.get(base_method, "red"), linestyle="",
-                              markersize=8, label=f"{base_method} progression"))
+        ax.scatter(
+            months(prog, "progression_date"),
+            prog["patient_id"].map(lane),
+            marker="X",
+            s=70,
+            color=COLOURS.get(base_method, "red"),
+            edgecolors="white",
+            zorder=5,
+        )
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="X",
+                color=COLOURS.get(base_method, "red"),
+                linestyle="",
+                markersize=8,
+                label=f"{base_method} progression",
+            )
+        )
     mp = None if manual is None else manual.loc[(manual["progressed"] == 1) & manual["patient_id"].isin(lane)]
     if mp is not None and not mp.empty:
-        ax.scatter(months(mp, "progression_date"), mp["patient_id"].map(lane), marker="*", s=110, color="black",
-                   zorder=6)
-        handles.append(Line2D([], [], marker="*", color="black", linestyle="", markersize=10,
-                              label="manual progression"))
+        ax.scatter(
+            months(mp, "progression_date"),
+            mp["patient_id"].map(lane),
+            marker="*",
+            s=110,
+            color="black",
+            zorder=6,
+        )
+        handles.append(
+            Line2D([], [], marker="*", color="black", linestyle="", markersize=10, label="manual progression")
+        )
     ax.set_yticks(y)
     ax.set_yticklabels(base["patient_id"], fontsize=7)
     ax.set_ylim(-0.8, len(base) - 0.2)
@@ -202,8 +305,11 @@ def swimmer_plot(endpoints: pd.DataFrame, *, manual: pd.DataFrame | None = None,
 
 def lags(endpoints: pd.DataFrame, manual: pd.DataFrame) -> pd.DataFrame:
     """patient_id, method, lag_days, mean_days: method minus manual progression date, both progressed."""
-    m = endpoints.merge(manual[["patient_id", "progressed", "progression_date", "index_date"]], on="patient_id",
-                        suffixes=("", "_manual"))
+    m = endpoints.merge(
+        manual[["patient_id", "progressed", "progression_date", "index_date"]],
+        on="patient_id",
+        suffixes=("", "_manual"),
+    )
     m = m.loc[(m["progressed"] == 1) & (m["progressed_manual"] == 1)].copy()
     m["lag_days"] = (m["progression_date"] - m["progression_date_manual"]).dt.days
     since = (m["progression_date"] - m["index_date"]).dt.days
@@ -220,7 +326,9 @@ def lag_plot(endpoints: pd.DataFrame, manual: pd.DataFrame | None, ax: Any = Non
     lag = lags(endpoints, manual)
     methods = [m for m in _methods(endpoints) if (lag["method"] == m).any()]
     if not methods:
-        return _not_available(ax, "lag distribution (no patient progressed per both a method and the reference)")
+        return _not_available(
+            ax, "lag distribution (no patient progressed per both a method and the reference)"
+        )
     ax.axhspan(-30, 30, color="#2ecc71", alpha=0.10, label="±30 days")
     ax.axhspan(-60, 60, color="#2ecc71", alpha=0.06, label="±60 days")
     ax.axhline(0, color="black", linewidth=0.8)
@@ -238,8 +346,9 @@ def lag_plot(endpoints: pd.DataFrame, manual: pd.DataFrame | None, ax: Any = Non
     return ax
 
 
-def bland_altman_plot(endpoints: pd.DataFrame, manual: pd.DataFrame | None, method: str = "reconciled",
-                      ax: Any = None) -> Any:
+def bland_altman_plot(
+    endpoints: pd.DataFrame, manual: pd.DataFrame | None, method: str = "reconciled", ax: Any = None
+) -> Any:
     """Bland-Altman of progression dates (days since index): difference against mean, bias and 95 % limits."""
     ax = _axes(ax, (6, 5))
     if manual is None or manual.empty:
@@ -275,9 +384,15 @@ def figures(outputs: Any, manual: pd.DataFrame | None, max_patients: int = 40) -
     n = min(max_patients, ep["patient_id"].nunique())
     fig = _figure((12, max(3.0, 0.3 * n + 1.5)))
     ax = fig.subplots()
-    swimmer_plot(ep, manual=manual, steroid_daily=outputs.get("steroid_daily"),
-                 report_labels=outputs.get("report_labels"), volumes=outputs.get("volumes"),
-                 max_patients=max_patients, ax=ax)
+    swimmer_plot(
+        ep,
+        manual=manual,
+        steroid_daily=outputs.get("steroid_daily"),
+        report_labels=outputs.get("report_labels"),
+        volumes=outputs.get("volumes"),
+        max_patients=max_patients,
+        ax=ax,
+    )
     fig.tight_layout()
     figs["swimmer"] = fig
     if manual is not None and not manual.empty:

@@ -16,12 +16,13 @@ perioperative dexamethasone         all; 8-16 mg/day    started at diagnosis for
 course during RT                    50 %; 2-4 mg/day    symptomatic oedema during chemoradiation, off by
                                                         2-6 weeks after RT end
 low-dose maintenance after RT       12 %; 0.5-1 mg/day  patients who cannot be weaned
-course at progression               62 % of progressors reference study: 63 % of patients found from
-                                                        prescriptions (Chappidi et al. 2025)
+course at progression               68 % of progressors reference study: 63 % of patients found from
+                                    drawn; ~60 % seen   prescriptions (Chappidi et al. 2025); courses that
+                                                        would start after follow-up ends are not written
 delay after RANO progression        log-normal, median  steroids follow imaging (reference study: 5.2
-                                    35 (10th-90th       months late on average, counted from an earlier
-                                    pct 16-76)          clinical index); 18 % start 5-35 days *before*
-                                                        the RANO date, on symptoms
+                                    35 (10th-90th       months later than the manual standard on
+                                    pct 16-76)          average); 18 % start 5-35 days *before* the
+                                                        RANO date, on symptoms
 progression dose                    4-16 mg/day; 35 %   escalation for worsening symptoms; renewals of
                                     escalate            14-30 days overlapping by 0-4 days
 taper after bevacizumab             at 2-6 weeks        bevacizumab reduces oedema and steroid need
@@ -35,13 +36,15 @@ hydrocortisone replacement          4 %                 adrenal insufficiency af
 non-systemic corticosteroids        4-12 % each         creams, inhalers, nasal sprays, eye drops,
                                                         intra-articular injection: must never count
 blank end date / blank frequency    10 % / 20 %         real exports leave them blank; the sig holds
-                                                        the frequency then
+                                                        the frequency then (end date blank in 50 % of
+                                                        single doses)
 ==================================  ==================  ==================================================
 
 Every systemic corticosteroid row is internally consistent: dose x unit (and the concentration in the
 drug name when the unit is mL) x frequency (column, or the sig when blank) gives the true daily dose of
 the order's first step, stored in ``_truth_daily_mg``. Columns starting with ``_truth_`` are ground
-truth for evaluation and must be split off before the frame is written into an export:
+truth for evaluation and must be split off before the frame is written into an export
+(:func:`split_truth` does it):
 
 - ``_truth_intent``: why the order was written: periop, rt, maintenance, progression, pseudoprogression,
   necrosis, unrelated (bursts, dose packs, antiemetic and single doses, replacement), non_systemic,
@@ -70,8 +73,18 @@ from pfs.synth.course import PatientCourse, patient_rng
 #: Random stream of this generator in :func:`pfs.synth.course.patient_rng`.
 STREAM = 10
 
-COLUMNS = ["patient_id", "medication_id", "order_date", "end_date", "drug_name", "dose", "dose_unit",
-           "frequency", "route", "sig"]
+COLUMNS = [
+    "patient_id",
+    "medication_id",
+    "order_date",
+    "end_date",
+    "drug_name",
+    "dose",
+    "dose_unit",
+    "frequency",
+    "route",
+    "sig",
+]
 TRUTH_COLUMNS = ["_truth_intent", "_truth_course", "_truth_detail", "_truth_daily_mg"]
 
 P_IV_PERIOP = 0.35
@@ -91,8 +104,15 @@ P_DOSE_PACK = 0.07
 P_ANTIEMETIC = 0.08
 P_SOLU_MEDROL = 0.06
 P_REPLACEMENT = 0.04
-P_NON_SYSTEMIC = {"hc_cream": 0.10, "triam_oint": 0.06, "flut_nasal": 0.12, "flut_inh": 0.06,
-                  "bud_inh": 0.04, "dex_ophth": 0.04, "triam_ia": 0.04}
+P_NON_SYSTEMIC = {
+    "hc_cream": 0.10,
+    "triam_oint": 0.06,
+    "flut_nasal": 0.12,
+    "flut_inh": 0.06,
+    "bud_inh": 0.04,
+    "dex_ophth": 0.04,
+    "triam_ia": 0.04,
+}
 P_BLANK_END = 0.10
 P_BLANK_FREQUENCY = 0.20
 P_MISSPELLING = 0.05
@@ -115,8 +135,18 @@ DEX_LADDER: dict[float, list[tuple[float, str]]] = {
 DOSE_PACK_TABLETS = (6, 5, 4, 3, 2, 1)
 
 _SYSTEMIC_COURSE_INTENTS = {"periop", "rt", "maintenance", "progression", "pseudoprogression", "necrosis"}
-_FORM_KEYS = {"ingredient", "systemic", "kind", "route", "strengths", "names", "names_plain", "misspellings",
-              "concentration_mg_per_ml", "regimens"}
+_FORM_KEYS = {
+    "ingredient",
+    "systemic",
+    "kind",
+    "route",
+    "strengths",
+    "names",
+    "names_plain",
+    "misspellings",
+    "concentration_mg_per_ml",
+    "regimens",
+}
 _TOP_KEYS = {"_source", "forms", "frequencies", "routes", "route_sig", "sigs", "background", "oncology"}
 
 
@@ -131,7 +161,9 @@ def validate_rules(data: dict[str, Any]) -> dict[str, Any]:
     """Reject unknown keys and dangling references, as medspaCy does for its rule files."""
     unknown = set(data) - _TOP_KEYS
     if unknown:
-        raise RuleFileError(f"synth_drugs.json: unknown top-level keys {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
+        raise RuleFileError(
+            f"synth_drugs.json: unknown top-level keys {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}"
+        )
     missing = _TOP_KEYS - {"_source"} - set(data)
     if missing:
         raise RuleFileError(f"synth_drugs.json: missing top-level keys {sorted(missing)}")
@@ -140,14 +172,20 @@ def validate_rules(data: dict[str, Any]) -> dict[str, Any]:
         if bad:
             raise RuleFileError(f"synth_drugs.json: form {name!r} has unknown keys {sorted(bad)}")
         if form["route"] not in data["routes"]:
-            raise RuleFileError(f"synth_drugs.json: form {name!r} has route {form['route']!r}, not in 'routes'")
+            raise RuleFileError(
+                f"synth_drugs.json: form {name!r} has route {form['route']!r}, not in 'routes'"
+            )
         for reg in form.get("regimens", []):
             if reg["frequency"] not in data["frequencies"]:
-                raise RuleFileError(f"synth_drugs.json: form {name!r} uses frequency {reg['frequency']!r}, "
-                                    f"not in 'frequencies' ({', '.join(data['frequencies'])})")
+                raise RuleFileError(
+                    f"synth_drugs.json: form {name!r} uses frequency {reg['frequency']!r}, "
+                    f"not in 'frequencies' ({', '.join(data['frequencies'])})"
+                )
     for key, spec in data["frequencies"].items():
         if set(spec) != {"per_day", "column", "sig", "abbr"}:
-            raise RuleFileError(f"synth_drugs.json: frequency {key!r} needs exactly per_day, column, sig, abbr")
+            raise RuleFileError(
+                f"synth_drugs.json: frequency {key!r} needs exactly per_day, column, sig, abbr"
+            )
     return data
 
 
@@ -207,6 +245,7 @@ def _ladder(ctx: _Ctx, mg_per_day: float) -> tuple[float, str]:
 
 # --- planning: corticosteroid courses ---------------------------------------------------------------
 
+
 def _supersede(ctx: _Ctx, day: date) -> None:
     """A new course replaces the running one: active steroid orders end the day before (sometimes on it)."""
     kept: list[_Order] = []
@@ -221,8 +260,17 @@ def _supersede(ctx: _Ctx, day: date) -> None:
     ctx.orders = kept
 
 
-def _block(ctx: _Ctx, form: str, start: date, end: date, mg_per_day: float, intent: str, course: str,
-           detail: str, supply: list[int]) -> None:
+def _block(
+    ctx: _Ctx,
+    form: str,
+    start: date,
+    end: date,
+    mg_per_day: float,
+    intent: str,
+    course: str,
+    detail: str,
+    supply: list[int],
+) -> None:
     """A constant-dose stretch written as an order renewed every ``supply`` days, overlapping by 0-4 days."""
     dose, freq = _ladder(ctx, mg_per_day)
     t = start
@@ -238,8 +286,15 @@ def _block(ctx: _Ctx, form: str, start: date, end: date, mg_per_day: float, inte
         t = max(t, _d(ctx.orders[-1].start, 1))
 
 
-def _taper(ctx: _Ctx, start: date, levels: list[float], total_days: int, intent: str, course: str,
-           as_sig: bool | None = None) -> date:
+def _taper(
+    ctx: _Ctx,
+    start: date,
+    levels: list[float],
+    total_days: int,
+    intent: str,
+    course: str,
+    as_sig: bool | None = None,
+) -> date:
     """Taper through ``levels`` (mg/day) over about ``total_days``; returns the last day on steroids."""
     per = max(2, total_days // len(levels))
     steps = [(*_ladder(ctx, lv), per) for lv in levels]
@@ -249,7 +304,9 @@ def _taper(ctx: _Ctx, start: date, levels: list[float], total_days: int, intent:
         total = per * len(steps)
         last = _d(start, total - 1)
         dose, freq, _ = steps[0]
-        ctx.orders.append(_Order(start, last, intent, course, "taper sig", "dex_tab", dose, freq, tuple(steps)))
+        ctx.orders.append(
+            _Order(start, last, intent, course, "taper sig", "dex_tab", dose, freq, tuple(steps))
+        )
         return last
     t = start
     for dose, freq, n in steps:
@@ -269,10 +326,22 @@ def _periop(ctx: _Ctx) -> None:
     if ctx.chance(P_IV_PERIOP):
         if c.surgery_date > start:
             _block(ctx, "dex_tab", start, _d(c.surgery_date, -1), init, "periop", course, "pre-op", [30])
-        ctx.orders.append(_Order(c.surgery_date, c.surgery_date, "periop", course, "intra-op load",
-                                 "dex_inj", float(ctx.pick([10, 8])), "once"))
+        ctx.orders.append(
+            _Order(
+                c.surgery_date,
+                c.surgery_date,
+                "periop",
+                course,
+                "intra-op load",
+                "dex_inj",
+                float(ctx.pick([10, 8])),
+                "once",
+            )
+        )
         dose, freq = _ladder(ctx, 16 if init >= 12 else 8)
-        ctx.orders.append(_Order(c.surgery_date, post_op_end, "periop", course, "post-op IV", "dex_inj", dose, freq))
+        ctx.orders.append(
+            _Order(c.surgery_date, post_op_end, "periop", course, "post-op IV", "dex_inj", dose, freq)
+        )
     else:
         _block(ctx, "dex_tab", start, post_op_end, init, "periop", course, "pre-op", [30])
     ladder = [lv for lv in (8, 4, 2, 1) if lv < init]
@@ -318,7 +387,9 @@ def _maintenance(ctx: _Ctx, after: date, until: date | None) -> None:
         end = min(end, _d(until, -1))
     end = min(end, ctx.record_end)
     if end > start:
-        _block(ctx, "dex_tab", start, end, float(ctx.pick([0.5, 1, 1])), "maintenance", course, "start", [90, 30])
+        _block(
+            ctx, "dex_tab", start, end, float(ctx.pick([0.5, 1, 1])), "maintenance", course, "start", [90, 30]
+        )
 
 
 def _progression_course(ctx: _Ctx, start: date, bev_start: date | None) -> None:
@@ -376,17 +447,39 @@ def _unrelated(ctx: _Ctx, bev_days: list[date], irinotecan: bool) -> None:
             reason = ctx.pick(["COPD exacerbation", "asthma", "rash", "gout flare"])
             if ctx.chance(0.25):
                 steps = ((40.0, "daily", 3), (20.0, "daily", 3), (10.0, "daily", 3))
-                ctx.orders.append(_Order(day, _d(day, 8), "unrelated", course, f"prednisone taper ({reason})",
-                                         "pred_tab", 40.0, "daily", steps))
+                ctx.orders.append(
+                    _Order(
+                        day,
+                        _d(day, 8),
+                        "unrelated",
+                        course,
+                        f"prednisone taper ({reason})",
+                        "pred_tab",
+                        40.0,
+                        "daily",
+                        steps,
+                    )
+                )
             else:
                 dose, freq = ctx.pick([(40.0, "daily"), (60.0, "daily"), (20.0, "bid"), (50.0, "daily")])
-                ctx.orders.append(_Order(day, _d(day, 4), "unrelated", course, f"prednisone burst ({reason})",
-                                         "pred_tab", dose, freq))
+                ctx.orders.append(
+                    _Order(
+                        day,
+                        _d(day, 4),
+                        "unrelated",
+                        course,
+                        f"prednisone burst ({reason})",
+                        "pred_tab",
+                        dose,
+                        freq,
+                    )
+                )
     if ctx.chance(P_DOSE_PACK):
         day = _random_day(ctx, lo, _d(end, -6))
         if day is not None:
-            ctx.orders.append(_Order(day, _d(day, 5), "unrelated", ctx.new_course(), "dose pack",
-                                     "mp_dosepack", 4.0, ""))
+            ctx.orders.append(
+                _Order(day, _d(day, 5), "unrelated", ctx.new_course(), "dose pack", "mp_dosepack", 4.0, "")
+            )
     single_days: list[date] = []
     if irinotecan:
         single_days += [d for d in bev_days if ctx.chance(0.6)]
@@ -397,12 +490,15 @@ def _unrelated(ctx: _Ctx, bev_days: list[date], irinotecan: bool) -> None:
                 single_days.append(day)
     for day in single_days:
         form, dose = ctx.pick([("dex_inj", 8.0), ("dex_inj", 10.0), ("dex_inj", 4.0), ("dex_tab", 12.0)])
-        ctx.orders.append(_Order(day, day, "unrelated", ctx.new_course(), "antiemetic single dose", form, dose, "once"))
+        ctx.orders.append(
+            _Order(day, day, "unrelated", ctx.new_course(), "antiemetic single dose", form, dose, "once")
+        )
     if ctx.chance(P_SOLU_MEDROL):
         day = _random_day(ctx, c.surgery_date, end)
         if day is not None:
-            ctx.orders.append(_Order(day, day, "unrelated", ctx.new_course(), "infusion reaction", "mp_inj",
-                                     125.0, "once"))
+            ctx.orders.append(
+                _Order(day, day, "unrelated", ctx.new_course(), "infusion reaction", "mp_inj", 125.0, "once")
+            )
     if ctx.chance(P_REPLACEMENT):
         day = _random_day(ctx, _d(c.rt_end_date, 60), _d(end, -10))
         if day is not None:
@@ -412,15 +508,18 @@ def _unrelated(ctx: _Ctx, bev_days: list[date], irinotecan: bool) -> None:
             t = day
             while t <= end:
                 stop = min(end, _d(t, 89))
-                ctx.orders.append(_Order(t, stop, "unrelated", course, "physiological replacement", "hc_tab",
-                                         dose, freq))
+                ctx.orders.append(
+                    _Order(t, stop, "unrelated", course, "physiological replacement", "hc_tab", dose, freq)
+                )
                 t = _d(stop, 1 - ctx.days(0, 7))
                 if stop >= end:
                     break
             if ctx.chance(0.5):
                 sd = _random_day(ctx, day, end)
                 if sd is not None:
-                    ctx.orders.append(_Order(sd, sd, "unrelated", course, "stress dose", "hc_inj", 100.0, "once"))
+                    ctx.orders.append(
+                        _Order(sd, sd, "unrelated", course, "stress dose", "hc_inj", 100.0, "once")
+                    )
 
 
 def _non_systemic(ctx: _Ctx) -> None:
@@ -440,20 +539,45 @@ def _non_systemic(ctx: _Ctx) -> None:
             else:
                 stop = min(ctx.record_end, _d(day, ctx.pick([7, 14, 30, 90]) - 1))
             freq = ctx.pick(ctx.rules["frequencies"][reg["frequency"]]["column"])
-            fixed = {"drug_name": ctx.pick(spec["names"]), "dose": reg["dose"], "dose_unit": reg["unit"],
-                     "frequency": freq, "route": ctx.pick(ctx.rules["routes"][spec["route"]]), "sig": reg["sig"]}
-            ctx.orders.append(_Order(day, stop, "non_systemic", "", spec["ingredient"] + " " + spec["kind"],
-                                     fixed=fixed))
+            fixed = {
+                "drug_name": ctx.pick(spec["names"]),
+                "dose": reg["dose"],
+                "dose_unit": reg["unit"],
+                "frequency": freq,
+                "route": ctx.pick(ctx.rules["routes"][spec["route"]]),
+                "sig": reg["sig"],
+            }
+            ctx.orders.append(
+                _Order(day, stop, "non_systemic", "", spec["ingredient"] + " " + spec["kind"], fixed=fixed)
+            )
 
 
 # --- planning: other drugs ---------------------------------------------------------------------------
 
-def _other(ctx: _Ctx, drug: str, start: date, end: date | None, detail: str, *, name: str | None = None,
-           dose: str, unit: str, freq: str, route: str, sig: str) -> None:
+
+def _other(
+    ctx: _Ctx,
+    drug: str,
+    start: date,
+    end: date | None,
+    detail: str,
+    *,
+    name: str | None = None,
+    dose: str,
+    unit: str,
+    freq: str,
+    route: str,
+    sig: str,
+) -> None:
     routes = ctx.rules["routes"]
-    fixed = {"drug_name": name or ctx.pick(ctx.rules["background"][drug]["names"]), "dose": dose,
-             "dose_unit": unit, "frequency": freq,
-             "route": ctx.pick(routes[route]) if route in routes else route, "sig": sig}
+    fixed = {
+        "drug_name": name or ctx.pick(ctx.rules["background"][drug]["names"]),
+        "dose": dose,
+        "dose_unit": unit,
+        "frequency": freq,
+        "route": ctx.pick(routes[route]) if route in routes else route,
+        "sig": sig,
+    }
     ctx.orders.append(_Order(start, end, "non_steroid", "", detail, fixed=fixed))
 
 
@@ -463,8 +587,19 @@ def _renewed_regimen(ctx: _Ctx, drug: str, start: date, end: date, supply: list[
     t = start
     while t <= end:
         stop = min(end, _d(t, ctx.pick(supply) - 1))
-        _other(ctx, drug, t, stop, drug, name=name, dose=reg["dose"], unit=reg["unit"], freq=reg["frequency"],
-               route=reg["route"], sig=reg["sig"])
+        _other(
+            ctx,
+            drug,
+            t,
+            stop,
+            drug,
+            name=name,
+            dose=reg["dose"],
+            unit=reg["unit"],
+            freq=reg["frequency"],
+            route=reg["route"],
+            sig=reg["sig"],
+        )
         if stop >= end:
             break
         t = _d(stop, 1 - ctx.days(0, 7))
@@ -472,8 +607,11 @@ def _renewed_regimen(ctx: _Ctx, drug: str, start: date, end: date, supply: list[
 
 def _capsule_name(ctx: _Ctx, dose_mg: int) -> str:
     strength = max(s for s in (5, 20, 100, 140, 180, 250) if s <= dose_mg)
-    return ctx.pick(ctx.rules["oncology"]["temozolomide"]["names"]).replace("{S}", str(strength)).replace(
-        "{s}", str(strength))
+    return (
+        ctx.pick(ctx.rules["oncology"]["temozolomide"]["names"])
+        .replace("{S}", str(strength))
+        .replace("{s}", str(strength))
+    )
 
 
 def _oncology(ctx: _Ctx, bsa: float) -> tuple[date | None, list[date], bool]:
@@ -486,10 +624,24 @@ def _oncology(ctx: _Ctx, bsa: float) -> tuple[date | None, list[date], bool]:
     rt_end = min(c.rt_end_date, end)
     if c.rt_start_date <= end:
         dose = int(round(75 * bsa / 5) * 5)
-        _other(ctx, "temozolomide", c.rt_start_date, rt_end, "temozolomide concurrent", name=_capsule_name(ctx, dose),
-               dose=str(dose), unit="mg", freq=ctx.pick(["daily", "QD", "nightly"]), route="oral",
-               sig=ctx.pick([f"Take {dose} mg by mouth daily during radiation therapy (75 mg/m2)",
-                             f"{dose} mg PO qHS 1 hour before radiation, 7 days a week"]))
+        _other(
+            ctx,
+            "temozolomide",
+            c.rt_start_date,
+            rt_end,
+            "temozolomide concurrent",
+            name=_capsule_name(ctx, dose),
+            dose=str(dose),
+            unit="mg",
+            freq=ctx.pick(["daily", "QD", "nightly"]),
+            route="oral",
+            sig=ctx.pick(
+                [
+                    f"Take {dose} mg by mouth daily during radiation therapy (75 mg/m2)",
+                    f"{dose} mg PO qHS 1 hour before radiation, 7 days a week",
+                ]
+            ),
+        )
         _renewed_regimen(ctx, "ondansetron", c.rt_start_date, rt_end, [30, 45])
         if ctx.chance(0.7):
             _renewed_regimen(ctx, "tmp_smx", c.rt_start_date, rt_end, [30, 45])
@@ -504,9 +656,20 @@ def _oncology(ctx: _Ctx, bsa: float) -> tuple[date | None, list[date], bool]:
             break
         per_m2 = 150 if k == 0 or not escalate else 200
         dose = int(round(per_m2 * bsa / 5) * 5)
-        _other(ctx, "temozolomide", t, min(_d(t, 4), end), "temozolomide adjuvant", name=_capsule_name(ctx, dose),
-               dose=str(dose), unit="mg", freq=ctx.pick(["daily", "QHS", "daily x5 days"]), route="oral",
-               sig=f"Take {dose} mg by mouth daily for 5 days of each 28-day cycle (cycle {k + 1}, {per_m2} mg/m2)")
+        _other(
+            ctx,
+            "temozolomide",
+            t,
+            min(_d(t, 4), end),
+            "temozolomide adjuvant",
+            name=_capsule_name(ctx, dose),
+            dose=str(dose),
+            unit="mg",
+            freq=ctx.pick(["daily", "QHS", "daily x5 days"]),
+            route="oral",
+            sig=f"Take {dose} mg by mouth daily for 5 days of each 28-day cycle "
+            f"(cycle {k + 1}, {per_m2} mg/m2)",
+        )
         if ctx.chance(0.5):
             _renewed_regimen(ctx, "ondansetron", t, min(_d(t, 4), end), [5])
         t = _d(t, 28 + (ctx.days(1, 10) if ctx.chance(0.2) else 0))
@@ -523,14 +686,34 @@ def _oncology(ctx: _Ctx, bsa: float) -> tuple[date | None, list[date], bool]:
             day = bev_start
             while day <= stop and len(bev_days) < 14:
                 bev_days.append(day)
-                _other(ctx, "bevacizumab", day, day, "bevacizumab", name=ctx.pick(onc["bevacizumab"]["names"]),
-                       dose=str(bev_dose), unit="mg", freq=ctx.pick(["every 14 days", "q2 weeks", "once"]),
-                       route="iv", sig=f"{bev_dose} mg (10 mg/kg) IV over 30 minutes every 2 weeks")
+                _other(
+                    ctx,
+                    "bevacizumab",
+                    day,
+                    day,
+                    "bevacizumab",
+                    name=ctx.pick(onc["bevacizumab"]["names"]),
+                    dose=str(bev_dose),
+                    unit="mg",
+                    freq=ctx.pick(["every 14 days", "q2 weeks", "once"]),
+                    route="iv",
+                    sig=f"{bev_dose} mg (10 mg/kg) IV over 30 minutes every 2 weeks",
+                )
                 if irinotecan:
                     dose = int(round(125 * bsa / 10) * 10)
-                    _other(ctx, "irinotecan", day, day, "irinotecan", name=ctx.pick(onc["irinotecan"]["names"]),
-                           dose=str(dose), unit="mg", freq="once", route="iv",
-                           sig=f"{dose} mg (125 mg/m2) IV over 90 minutes")
+                    _other(
+                        ctx,
+                        "irinotecan",
+                        day,
+                        day,
+                        "irinotecan",
+                        name=ctx.pick(onc["irinotecan"]["names"]),
+                        dose=str(dose),
+                        unit="mg",
+                        freq="once",
+                        route="iv",
+                        sig=f"{dose} mg (125 mg/m2) IV over 90 minutes",
+                    )
                 day = _d(day, 14 + (7 if ctx.chance(0.1) else 0))
         elif ctx.chance(0.4):
             day = _d(c.rano_progression_date, ctx.days(14, 45))
@@ -538,9 +721,19 @@ def _oncology(ctx: _Ctx, bsa: float) -> tuple[date | None, list[date], bool]:
             for _ in range(ctx.days(1, 4)):
                 if day > end:
                     break
-                _other(ctx, "lomustine", day, day, "lomustine", name=ctx.pick(onc["lomustine"]["names"]),
-                       dose=str(dose), unit="mg", freq="once",
-                       route="oral", sig=f"Take {dose} mg by mouth once every 6 weeks (110 mg/m2)")
+                _other(
+                    ctx,
+                    "lomustine",
+                    day,
+                    day,
+                    "lomustine",
+                    name=ctx.pick(onc["lomustine"]["names"]),
+                    dose=str(dose),
+                    unit="mg",
+                    freq="once",
+                    route="oral",
+                    sig=f"Take {dose} mg by mouth once every 6 weeks (110 mg/m2)",
+                )
                 day = _d(day, 42)
     return bev_start, bev_days, irinotecan
 
@@ -551,9 +744,21 @@ def _supportive(ctx: _Ctx) -> None:
         _renewed_regimen(ctx, "levetiracetam", _d(c.diagnosis_date, ctx.days(0, 3)), end, [90, 90, 30])
     if ctx.chance(0.5):
         gi = ctx.pick(["pantoprazole", "pantoprazole", "famotidine"])
-        _renewed_regimen(ctx, gi, _d(c.diagnosis_date, ctx.days(0, 3)), min(end, _d(c.surgery_date, 30)), [30])
-    extra = ["docusate", "acetaminophen", "oxycodone", "enoxaparin", "apixaban", "metformin", "insulin",
-             "lorazepam", "atorvastatin", "lisinopril"]
+        _renewed_regimen(
+            ctx, gi, _d(c.diagnosis_date, ctx.days(0, 3)), min(end, _d(c.surgery_date, 30)), [30]
+        )
+    extra = [
+        "docusate",
+        "acetaminophen",
+        "oxycodone",
+        "enoxaparin",
+        "apixaban",
+        "metformin",
+        "insulin",
+        "lorazepam",
+        "atorvastatin",
+        "lisinopril",
+    ]
     for _ in range(ctx.days(0, 3)):
         drug = ctx.pick(extra)
         start = _random_day(ctx, c.diagnosis_date, end)
@@ -563,6 +768,7 @@ def _supportive(ctx: _Ctx) -> None:
 
 
 # --- rendering -----------------------------------------------------------------------------------------
+
 
 def _tablet_strength(spec: dict[str, Any], dose: float, ctx: _Ctx) -> float | None:
     """A tablet strength that gives a sensible count; mostly the largest, as pharmacies dispense."""
@@ -601,8 +807,10 @@ def _freq_text(ctx: _Ctx, key: str, kind: str) -> str:
 def _taper_sig(ctx: _Ctx, steps: tuple[tuple[float, str, int], ...]) -> str:
     sigs = ctx.rules["sigs"]
     template = ctx.pick(sigs["taper_step"])
-    parts = [template.format(dose=_num(d), abbr=_freq_text(ctx, f, "abbr"), freq=_freq_text(ctx, f, "sig"), days=n)
-             for d, f, n in steps]
+    parts = [
+        template.format(dose=_num(d), abbr=_freq_text(ctx, f, "abbr"), freq=_freq_text(ctx, f, "sig"), days=n)
+        for d, f, n in steps
+    ]
     parts = parts[:1] + [p[0].lower() + p[1:] for p in parts[1:]]
     return ctx.pick(sigs["taper_join"]).join(parts) + ctx.pick(sigs["taper_end"])
 
@@ -617,8 +825,11 @@ def _render_steroid(ctx: _Ctx, o: _Order) -> dict[str, str]:
     unit = "MG" if ctx.chance(0.3) else "mg"
     dose = _num(o.dose_mg)
     freq_col = "" if ctx.chance(P_BLANK_FREQUENCY) else _freq_text(ctx, o.freq, "column") if o.freq else ""
-    fmt = {"dose": dose, "abbr": _freq_text(ctx, o.freq, "abbr") if o.freq else "",
-           "freq": _freq_text(ctx, o.freq, "sig") if o.freq else ""}
+    fmt = {
+        "dose": dose,
+        "abbr": _freq_text(ctx, o.freq, "abbr") if o.freq else "",
+        "freq": _freq_text(ctx, o.freq, "sig") if o.freq else "",
+    }
     if kind == "dose_pack":
         sig = ctx.pick(sigs["dose_pack"])
         freq_col = ""
@@ -646,8 +857,14 @@ def _render_steroid(ctx: _Ctx, o: _Order) -> dict[str, str]:
     if o.detail.startswith("prednisone burst") and not o.steps and ctx.chance(0.5):
         n_days = (o.end - o.start).days + 1 if o.end else 5
         sig += ctx.pick([f" for {n_days} days", f" x{n_days} days", f" x {n_days} days"])
-    return {"drug_name": name, "dose": dose, "dose_unit": unit, "frequency": freq_col,
-            "route": ctx.pick(rules["routes"][spec["route"]]), "sig": sig}
+    return {
+        "drug_name": name,
+        "dose": dose,
+        "dose_unit": unit,
+        "frequency": freq_col,
+        "route": ctx.pick(rules["routes"][spec["route"]]),
+        "sig": sig,
+    }
 
 
 def _truth_daily_mg(ctx: _Ctx, o: _Order) -> str:
@@ -715,17 +932,19 @@ def _rows(ctx: _Ctx, orders: list[_Order]) -> list[dict[str, Any]]:
             text = o.fixed
         single = o.freq == "once" or text.get("frequency", "").lower() == "once"
         blank_end = o.end is None or ctx.chance(0.5 if single else P_BLANK_END)
-        rows.append({
-            "patient_id": ctx.c.patient_id,
-            "order_date": o.start.isoformat(),
-            "end_date": "" if blank_end else o.end.isoformat(),
-            **text,
-            "_truth_intent": o.intent,
-            "_truth_course": o.course,
-            "_truth_detail": o.detail,
-            "_truth_daily_mg": _truth_daily_mg(ctx, o),
-            "_seq": seq,
-        })
+        rows.append(
+            {
+                "patient_id": ctx.c.patient_id,
+                "order_date": o.start.isoformat(),
+                "end_date": "" if blank_end else o.end.isoformat(),
+                **text,
+                "_truth_intent": o.intent,
+                "_truth_course": o.course,
+                "_truth_detail": o.detail,
+                "_truth_daily_mg": _truth_daily_mg(ctx, o),
+                "_seq": seq,
+            }
+        )
     return rows
 
 
@@ -745,3 +964,21 @@ def generate(courses: list[PatientCourse], seed: int) -> pd.DataFrame:
     width = max(6, len(str(len(frame))))
     frame["medication_id"] = [f"M{i + 1:0{width}d}" for i in range(len(frame))]
     return frame.drop(columns="_seq")[[*COLUMNS, *TRUTH_COLUMNS]].fillna("").astype(str)
+
+
+#: ``_truth_*`` column -> column of ``truth/truth_medications.csv``.
+TRUTH_RENAME = {
+    "_truth_intent": "intent",
+    "_truth_course": "course_id",
+    "_truth_detail": "detail",
+    "_truth_daily_mg": "true_daily_mg",
+}
+
+
+def split_truth(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the export's ``medications`` rows, the truth per order keyed by medication_id).
+
+    The truth must never reach the export: an extractor that saw it would be graded on its own answer.
+    """
+    truth = frame[["medication_id", "patient_id", *TRUTH_COLUMNS]].rename(columns=TRUTH_RENAME)
+    return frame[COLUMNS].copy(), truth.reset_index(drop=True)

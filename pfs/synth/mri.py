@@ -211,7 +211,13 @@ def _atlas() -> _Atlas:
     gm = datasets.load_mni152_gm_template(resolution=1).get_fdata(dtype=np.float32)
     wm = datasets.load_mni152_wm_template(resolution=1).get_fdata(dtype=np.float32)
     brain = datasets.load_mni152_brain_mask(resolution=1).get_fdata(dtype=np.float32) > 0.5
-    origin = t1_img.affine[:3, 3].astype(float)
+    # Keep only what any field of view can see (the widest margin is the scalp): every later step is cheaper.
+    bidx = np.argwhere(brain)
+    lo = np.maximum(bidx.min(0) - 17, 0)
+    hi = np.minimum(bidx.max(0) + 18, brain.shape)
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+    t1, gm, wm, brain = (np.ascontiguousarray(a[crop]) for a in (t1, gm, wm, brain))
+    origin = t1_img.affine[:3, 3].astype(float) + lo
     shape = brain.shape
 
     total = np.clip(gm + wm, 0, 1)
@@ -280,18 +286,14 @@ def _atlas() -> _Atlas:
     brain_box = (bidx.min(0) + origin, bidx.max(0) + origin)
     # Tumour sites: deep white matter 10-22 mm under the cortex, away from ventricles and midline,
     # supratentorial (where adult GBM arises).
-    vent_dist = ndi.distance_transform_edt(~vent)
-    ok = (wm > 0.85) & (depth >= 10) & (depth <= 22) & (vent_dist > 10)
+    near = ndi.binary_dilation(vent[::2, ::2, ::2], iterations=5)  # within ~10 mm of a ventricle
+    near = np.repeat(np.repeat(np.repeat(near, 2, 0), 2, 1), 2, 2)[:shape[0], :shape[1], :shape[2]]
+    ok = (wm > 0.85) & (depth >= 10) & (depth <= 22) & ~near
     ok &= (np.abs(world[0]) > 15) & (world[2] > -10) & (world[2] < 60)
     sites = (np.argwhere(ok)[::5] + origin).astype(float)
-    # Keep only what any field of view can see (the largest margin is the scalp) to make resampling cheaper.
-    lo = np.maximum(bidx.min(0) - 17, 0)
-    hi = np.minimum(bidx.max(0) + 18, shape)
-    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
-    maps = {k: np.ascontiguousarray(m[crop]) for k, m in maps.items()}
     for m in maps.values():
         m.setflags(write=False)
-    return _Atlas(origin=origin + lo, maps=maps, brain_box=brain_box, sites=sites)
+    return _Atlas(origin=origin, maps=maps, brain_box=brain_box, sites=sites)
 
 
 # -------------------------------------------------------------------------------------- per-scanner grids
@@ -323,7 +325,6 @@ def _grid_affine(spacing: tuple[float, float, float], orientation: str, oblique_
     return aff, shape  # type: ignore[return-value]
 
 
-@lru_cache(maxsize=16)
 def _resampled(spacing: tuple[float, float, float], orientation: str, oblique_deg: float,
                margin: float) -> tuple[np.ndarray, tuple[int, int, int], dict[str, np.ndarray]]:
     """The atlas maps resampled onto one scanner geometry (anti-aliased, trilinear)."""
@@ -346,14 +347,11 @@ def _resampled(spacing: tuple[float, float, float], orientation: str, oblique_de
     return aff, shape, out
 
 
-def _grid(scanner: ScannerSpec, params: MriParams, cache: dict) -> _Grid:
-    """The scanner's head (cached per call): tissue intensities composed on the resampled maps."""
-    key = (scanner.spacing_mm, scanner.orientation, scanner.oblique_deg, scanner.skull_stripped)
-    if key in cache:
-        return cache[key]
-    margin = params.fov_margin_mm[0] if scanner.skull_stripped else params.fov_margin_mm[1]
+@lru_cache(maxsize=8)
+def _grid(scanner: ScannerSpec, intensity_json: str, margin: float) -> _Grid:
+    """The scanner's head, built once per process: tissue intensities composed on the resampled maps."""
     aff, shape, m = _resampled(scanner.spacing_mm, scanner.orientation, scanner.oblique_deg, margin)
-    inten = params.intensity
+    inten = json.loads(intensity_json)
     tissue, layers = inten["tissue"], inten["layers"]
     brain = m["brain"]
     out_d = m["outside"]
@@ -374,12 +372,17 @@ def _grid(scanner: ScannerSpec, params: MriParams, cache: dict) -> _Grid:
         base[seq] = img.astype(np.float32)
     # Drawing fresh Gaussian noise for every image dominated the run time; windows at random offsets of one
     # fixed bank give each image its own noise at the cost of a copy.
-    bank = np.random.default_rng([int(v * 1000) for v in key[0]]).standard_normal(
+    bank = np.random.default_rng([int(v * 1000) for v in scanner.spacing_mm]).standard_normal(
         2 * int(np.prod(shape)), dtype=np.float32)
-    grid = _Grid(shape=shape, affine=aff, spacing=scanner.spacing_mm, base=base,
+    for a in (*base.values(), *m.values(), bank):
+        a.setflags(write=False)
+    return _Grid(shape=shape, affine=aff, spacing=scanner.spacing_mm, base=base,
                  maps={k: m[k] for k in ("brain", "wm", "csf", "vent", "depth")}, noise=bank)
-    cache[key] = grid
-    return grid
+
+
+def _scanner_grid(scanner: ScannerSpec, params: MriParams) -> _Grid:
+    margin = params.fov_margin_mm[0] if scanner.skull_stripped else params.fov_margin_mm[1]
+    return _grid(scanner, params.intensity_json, margin)
 
 
 # ----------------------------------------------------------------------------------------- lesion geometry
@@ -665,10 +668,10 @@ def _orientation(affine: np.ndarray) -> str:
 
 # ------------------------------------------------------------------------------------------------ studies
 def _study(course: PatientCourse, scan: Scan, plan: _Plan, rng: np.random.Generator, params: MriParams,
-           cache: dict, export: Path, truth: Path) -> tuple[list[dict], dict]:
+           export: Path, truth: Path) -> tuple[list[dict], dict]:
     les = params.lesion
     scanner = params.scanners[scan.scanner % len(params.scanners)]
-    grid = _grid(scanner, params, cache)
+    grid = _scanner_grid(scanner, params)
     labels = np.zeros(grid.shape, np.uint8)
     days = (scan.date - course.surgery_date).days
     shrink = 1 - les["cavity_shrink_by_6_months"] * min(1.0, max(days, 0) / 182.0)
@@ -735,30 +738,63 @@ def _study(course: PatientCourse, scan: Scan, plan: _Plan, rng: np.random.Genera
     return rows, truth_row
 
 
-def write_studies(courses: list[PatientCourse], export: Path, truth: Path, seed: int,
-                  progress: Callable[[str], None] | None = None, *,
-                  params: MriParams | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Write NIfTI files under ``export/images`` and truth masks under ``truth/masks``.
-
-    Returns (rows in the native ``imaging`` layout with paths relative to ``export``; the truth per study:
-    true and rendered enhancing/FLAIR volumes, geometry, and the mask path relative to ``truth``).
-    """
-    params = params or load_params()
-    export, truth = Path(export), Path(truth)
-    cache: dict = {}
+def _patient(course: PatientCourse, export: Path, truth: Path, seed: int,
+             params: MriParams) -> tuple[list[dict], list[dict]]:
+    """All studies of one patient, from the patient's own random stream (so patients can run in parallel)."""
+    rng = patient_rng(seed, course.index, 30)
+    plan = _plan(rng, params)
     rows: list[dict] = []
     truth_rows: list[dict] = []
+    for scan in course.scans:
+        r, t = _study(course, scan, plan, rng, params, export, truth)
+        rows.extend(r)
+        truth_rows.append(t)
+    return rows, truth_rows
+
+
+def write_studies(courses: list[PatientCourse], export: Path, truth: Path, seed: int,
+                  progress: Callable[[str], None] | None = None, *,
+                  params: MriParams | None = None, workers: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write NIfTI files under ``export/images`` and truth masks under ``truth/masks``.
+
+    ``workers`` processes render patients in parallel (default: up to 2, the CPUs this is sized for); the
+    output does not depend on it. Returns (rows in the native ``imaging`` layout with paths relative to
+    ``export``; the truth per study: true and rendered enhancing/FLAIR volumes, geometry, and the mask
+    path relative to ``truth``).
+    """
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    params = params or load_params()
+    export, truth = Path(export), Path(truth)
     n = sum(len(c.scans) for c in courses)
+    workers = min(2, os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    # Build the shared anatomy before forking so that workers inherit it instead of rebuilding it.
+    _atlas()
+    for k in sorted({s.scanner % len(params.scanners) for c in courses for s in c.scans}):
+        _scanner_grid(params.scanners[k], params)
+    results: dict[int, tuple[list[dict], list[dict]]] = {}
     done = 0
-    for course in courses:
-        rng = patient_rng(seed, course.index, 30)
-        plan = _plan(rng, params)
-        for scan in course.scans:
-            r, t = _study(course, scan, plan, rng, params, cache, export, truth)
-            rows.extend(r)
-            truth_rows.append(t)
-            done += 1
-            if progress is not None:
-                progress(f"{done}/{n} studies")
+
+    def record(i: int, res: tuple[list[dict], list[dict]]) -> None:
+        nonlocal done
+        results[i] = res
+        done += len(res[1])
+        if progress is not None:
+            progress(f"{done}/{n} studies")
+
+    if workers == 1 or len(courses) < 2 or "fork" not in mp.get_all_start_methods():
+        for i, course in enumerate(courses):
+            record(i, _patient(course, export, truth, seed, params))
+    else:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+            futures = {pool.submit(_patient, c, export, truth, seed, params): i for i, c in enumerate(courses)}
+            from concurrent.futures import as_completed
+
+            for fut in as_completed(futures):
+                record(futures[fut], fut.result())
+    rows = [r for i in range(len(courses)) for r in results[i][0]]
+    truth_rows = [t for i in range(len(courses)) for t in results[i][1]]
     imaging = pd.DataFrame(rows, columns=["patient_id", "study_id", "study_date", "sequence", "path", "mask_path"])
     return imaging, pd.DataFrame(truth_rows)

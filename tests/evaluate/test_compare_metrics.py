@@ -26,12 +26,14 @@ D = pd.Timestamp
 INDEX = D("2020-01-01")
 
 # Manual reference: P1-P3 and P6 progressed, P4 censored, P5 died without progression on 2020-11-01.
-MANUAL = pd.DataFrame({
-    "patient_id": ["P1", "P2", "P3", "P4", "P5", "P6"],
-    "progressed": [1, 1, 1, 0, 0, 1],
-    "progression_date": ["2020-07-01", "2020-05-01", "2020-10-01", "", "", "2020-03-01"],
-    "censor_date": ["", "", "", "2021-01-01", "2020-12-01", ""],
-})
+MANUAL = pd.DataFrame(
+    {
+        "patient_id": ["P1", "P2", "P3", "P4", "P5", "P6"],
+        "progressed": [1, 1, 1, 0, 0, 1],
+        "progression_date": ["2020-07-01", "2020-05-01", "2020-10-01", "", "", "2020-03-01"],
+        "censor_date": ["", "", "", "2021-01-01", "2020-12-01", ""],
+    }
+)
 # nlp: P1 30 days early, P2 61 days late, P3 missed, P4 false alarm, P5 right, P6 same day.
 NLP = {"P1": "2020-06-01", "P2": "2020-07-01", "P3": None, "P4": "2020-09-01", "P5": None, "P6": "2020-03-01"}
 DEATH = {"P5": D("2020-11-01")}
@@ -44,16 +46,29 @@ def endpoints_for(method: str, dates: dict[str, str | None]) -> pd.DataFrame:
         prog = D(date) if date else pd.NaT
         death = DEATH.get(pid, pd.NaT)
         pfs_date = prog if date else (death if pd.notna(death) else FOLLOWUP)
-        rows.append({"patient_id": pid, "method": method, "index_date": INDEX, "progressed": int(bool(date)),
-                     "progression_date": prog, "pfs_event": int(bool(date) or pd.notna(death)), "pfs_date": pfs_date,
-                     "pfs_days": (pfs_date - INDEX).days, "note": "", "death_date": death,
-                     "last_followup_date": FOLLOWUP})
+        rows.append(
+            {
+                "patient_id": pid,
+                "method": method,
+                "index_date": INDEX,
+                "progressed": int(bool(date)),
+                "progression_date": prog,
+                "pfs_event": int(bool(date) or pd.notna(death)),
+                "pfs_date": pfs_date,
+                "pfs_days": (pfs_date - INDEX).days,
+                "note": "",
+                "death_date": death,
+                "last_followup_date": FOLLOWUP,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 @pytest.fixture()
 def out_dir(tmp_path: Path) -> Path:
-    manual_dates = {p: (d or None) for p, d in zip(MANUAL["patient_id"], MANUAL["progression_date"], strict=True)}
+    manual_dates = {
+        p: (d or None) for p, d in zip(MANUAL["patient_id"], MANUAL["progression_date"], strict=True)
+    }
     ep = pd.concat([endpoints_for("nlp", NLP), endpoints_for("reconciled", manual_dates)], ignore_index=True)
     write_table(ep, tmp_path / "endpoints.csv")
     write_table(MANUAL, tmp_path / "annotations.csv")
@@ -123,8 +138,10 @@ def test_c_index_perfect_and_reversed() -> None:
 
 def test_manual_endpoints_use_the_same_index_death_and_censoring() -> None:
     ep = endpoints_for("nlp", NLP)
-    ann = MANUAL.assign(progression_date=pd.to_datetime(MANUAL["progression_date"]),
-                        censor_date=pd.to_datetime(MANUAL["censor_date"]))
+    ann = MANUAL.assign(
+        progression_date=pd.to_datetime(MANUAL["progression_date"]),
+        censor_date=pd.to_datetime(MANUAL["censor_date"]),
+    )
     man = manual_endpoints(ep, ann).set_index("patient_id")
     assert man.loc["P5", "pfs_event"] == 1 and man.loc["P5", "pfs_date"] == D("2020-11-01")
     assert man.loc["P5", "progressed"] == 0
@@ -154,9 +171,20 @@ def test_compare_writes_csv_and_markdown(out_dir: Path) -> None:
 
 
 def test_bad_annotation_rows_are_quarantined_and_the_rest_compared(out_dir: Path) -> None:
-    bad = pd.concat([MANUAL, pd.DataFrame({"patient_id": ["P1", "P9", "P7"], "progressed": ["1", "1", "yes"],
-                                           "progression_date": ["2020-01-09", "2020-02-02", ""],
-                                           "censor_date": ["", "", ""]})], ignore_index=True)
+    bad = pd.concat(
+        [
+            MANUAL,
+            pd.DataFrame(
+                {
+                    "patient_id": ["P1", "P9", "P7"],
+                    "progressed": ["1", "1", "yes"],
+                    "progression_date": ["2020-01-09", "2020-02-02", ""],
+                    "censor_date": ["", "", ""],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     write_table(bad, out_dir / "bad.csv")
     with pytest.warns(QuarantineWarning, match="3 annotation row"):
         table = compare(out_dir, out_dir / "bad.csv")
@@ -180,3 +208,11 @@ def test_missing_inputs_are_clear_errors(out_dir: Path, tmp_path: Path) -> None:
     (out_dir / "none.csv").write_text("patient_id,progressed,progression_date,censor_date\nZZ,0,,\n")
     with pytest.warns(QuarantineWarning), pytest.raises(PfsError, match="no usable annotation rows"):
         compare(out_dir, out_dir / "none.csv")
+
+
+def test_terminal_summary_is_compact_and_formatted(out_dir: Path) -> None:
+    from pfs.evaluate.compare import summary
+
+    s = summary(compare(out_dir, out_dir / "annotations.csv")).set_index("method")
+    assert s.loc["nlp", "progression"] == "67%" and s.loc["nlp", "mean lag (mo)"] == "+0.3"
+    assert s.loc["manual", "mean lag (mo)"] == "ref" and s.loc["nlp", "kappa"] == "0.25"

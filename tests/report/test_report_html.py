@@ -19,8 +19,14 @@ def test_report_is_self_contained_and_escapes_evidence(out_dir: Path, tmp_path: 
     assert not re.search(r"https?://", doc)
     srcs = re.findall(r'src="([^"]*)"', doc)
     assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
-    for heading in ("Cohort", "Comparison with the manual annotations", "Figures", "Patients", "Quarantine",
-                    "Manifest"):
+    for heading in (
+        "Cohort",
+        "Comparison with the manual annotations",
+        "Figures",
+        "Patients",
+        "Quarantine",
+        "Manifest",
+    ):
         assert f"<h2>{heading}</h2>" in doc
     # Per-patient drill-down with the reconciler's evidence chain and the source tables.
     assert doc.count("<details>") == 8

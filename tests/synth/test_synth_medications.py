@@ -18,12 +18,22 @@ import pandas as pd
 import pytest
 
 from pfs.exceptions import RuleFileError
+from pfs.io.export import load_export
 from pfs.io.output import write_table
+from pfs.synth import patients_frame
 from pfs.synth.course import PatientCourse, simulate_cohort
-from pfs.synth.medications import COLUMNS, TRUTH_COLUMNS, generate, load_rules, validate_rules
+from pfs.synth.medications import COLUMNS, TRUTH_COLUMNS, generate, load_rules, split_truth, validate_rules
 
 N, SEED = 80, 7
-SYSTEMIC_INTENTS = {"periop", "rt", "maintenance", "progression", "pseudoprogression", "necrosis", "unrelated"}
+SYSTEMIC_INTENTS = {
+    "periop",
+    "rt",
+    "maintenance",
+    "progression",
+    "pseudoprogression",
+    "necrosis",
+    "unrelated",
+}
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +47,7 @@ def meds(cohort: list[PatientCourse]) -> pd.DataFrame:
 
 
 # --- determinism and layout --------------------------------------------------------------------------
+
 
 def test_same_seed_gives_the_same_frame_and_bytes(cohort, meds, tmp_path):
     again = generate(cohort, SEED)
@@ -72,6 +83,29 @@ def test_medication_ids_are_unique_and_rows_sorted(meds):
     assert list(order) == list(meds.index)
 
 
+def test_split_truth_keeps_the_truth_out_of_the_export(meds):
+    export, truth = split_truth(meds)
+    assert list(export.columns) == COLUMNS
+    assert list(truth.columns) == [
+        "medication_id",
+        "patient_id",
+        "intent",
+        "course_id",
+        "detail",
+        "true_daily_mg",
+    ]
+    assert truth["medication_id"].tolist() == export["medication_id"].tolist()
+
+
+def test_the_export_loads_without_quarantine(cohort, meds, tmp_path):
+    export, _ = split_truth(meds)
+    write_table(patients_frame(cohort, SEED), tmp_path / "patients.csv")
+    write_table(export, tmp_path / "medications.csv")
+    loaded = load_export(tmp_path, tables=("patients", "medications"))
+    assert len(loaded.table("medications")) == len(meds)
+    assert len(loaded.quarantine.frame()) == 0
+
+
 def test_required_fields_filled_and_doses_are_non_negative_numbers(meds):
     for col in ("patient_id", "medication_id", "order_date", "drug_name"):
         assert (meds[col] != "").all(), col
@@ -99,6 +133,7 @@ def test_every_patient_gets_perioperative_dexamethasone_first(cohort, meds):
 
 
 # --- the progression signal --------------------------------------------------------------------------
+
 
 def test_only_part_of_progressors_get_a_progression_course(cohort, meds):
     progressors = {c.patient_id for c in cohort if c.progressed}
@@ -137,13 +172,16 @@ def test_progression_courses_are_renewed_with_overlap_and_some_escalate(meds):
 
 # --- confounders ---------------------------------------------------------------------------------------
 
+
 def test_unrelated_systemic_steroids_are_short_and_varied(meds):
     unrelated = meds[meds["_truth_intent"] == "unrelated"]
     details = " ".join(unrelated["_truth_detail"])
     for kind in ("prednisone", "dose pack", "antiemetic single dose"):
         assert kind in details, kind
     bursts = unrelated[unrelated["_truth_detail"].str.startswith(("prednisone", "dose pack"))]
-    span = (pd.to_datetime(bursts["end_date"].replace("", None)) - pd.to_datetime(bursts["order_date"])).dt.days
+    span = (
+        pd.to_datetime(bursts["end_date"].replace("", None)) - pd.to_datetime(bursts["order_date"])
+    ).dt.days
     assert (span.dropna() <= 9).all()
     singles = unrelated[unrelated["_truth_detail"] == "antiemetic single dose"]
     assert singles["sig"].str.contains(r"\bonce\b|\bx1\b|one time", case=False).all()
@@ -185,6 +223,7 @@ def test_spelling_variety_as_in_real_exports(meds):
 
 
 # --- internal consistency of every systemic corticosteroid row ------------------------------------------
+
 
 def _freq_table() -> list[tuple[str, float]]:
     spellings = []
@@ -257,10 +296,11 @@ def test_taper_sigs_step_down(meds):
         steps = re.split(r"\bthen\b", sig)[:-1]
         daily = [float(re.search(_MG, s, flags=re.I).group(1)) * _per_day(s, table) for s in steps]
         assert len(daily) >= 2, sig
-        assert all(b < a for a, b in zip(daily, daily[1:])), sig
+        assert all(b < a for a, b in zip(daily, daily[1:], strict=False)), sig
 
 
 # --- the rule file ---------------------------------------------------------------------------------------
+
 
 def test_shipped_rule_file_is_valid_and_cites_its_sources():
     rules = load_rules()

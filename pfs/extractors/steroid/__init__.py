@@ -101,17 +101,19 @@ def _screen(s: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, Any]) -
 
     peak = s["peak_dex_mg_per_day"]
     mx = float(settings["max_mg_per_day"])
-    flag(peak > mx, "dose of " + peak.map(_fmt, na_action="ignore").astype(object).fillna("").astype(str) +
+    high = peak > mx
+    flag(high, "dose of " + peak[high].map(_fmt).astype(object).reindex(s.index).fillna("").astype(str) +
          f" mg/day dexamethasone-equivalent is above the plausible maximum of {mx:g}", "dose")
     flag(s["end_date"].notna() & (s["end_date"] < s["order_date"]), "end_date before order_date", "end_date")
     p = patients.set_index("patient_id")
-    anchor = p["diagnosis_date"].fillna(p["surgery_date"]).reindex(s["patient_id"]).to_numpy()
-    lead = pd.to_timedelta(int(settings["record_lead_days"]), unit="D")
-    early = pd.Series(s["order_date"].to_numpy() < (pd.to_datetime(anchor) - lead), index=s.index)
+    anchor = p["diagnosis_date"].fillna(p["surgery_date"]).reindex(s["patient_id"]).to_numpy(dtype="datetime64[ns]")
+    lead = np.timedelta64(int(settings["record_lead_days"]), "D")
+    order = s["order_date"].to_numpy(dtype="datetime64[ns]")
+    early = pd.Series(~np.isnat(anchor) & (order < anchor - lead), index=s.index)
     flag(early, f"order_date more than {int(settings['record_lead_days'])} days before the diagnosis "
          "(outside the patient's record)", "order_date")
-    death = pd.to_datetime(p["death_date"].reindex(s["patient_id"]).to_numpy())
-    flag(pd.Series(s["order_date"].to_numpy() > death, index=s.index), "order_date after the death_date",
+    death = p["death_date"].reindex(s["patient_id"]).to_numpy(dtype="datetime64[ns]")
+    flag(pd.Series(~np.isnat(death) & (order > death), index=s.index), "order_date after the death_date",
          "order_date")
     return reason, column
 
@@ -190,7 +192,6 @@ def extract(export: Any, config: Config) -> ExtractorResult:
     o = resolve_renewals(o) if not o.empty else o.assign(duplicate=False, superseded=False)
     o["discount_reason"] = _discount_reason(o, settings) if not o.empty else pd.Series(dtype=object)
     o["counted"] = o["discount_reason"].isna()
-    o["dose_text"] = _dose_text(o) if not o.empty else pd.Series(dtype=object)
 
     runs = sweep(segments(o)) if not o.empty else sweep(pd.DataFrame(columns=["pcode", "start", "stop", "mg",
                                                                               "counted"]))
@@ -280,8 +281,8 @@ def _annotate_courses(courses: pd.DataFrame, runs: pd.DataFrame, orders: pd.Data
         "n_orders": g.size(),
         "first_oidx": g["oidx"].first(),
         "first_medication_id": g["mid"].first(),
-        "drugs": g["drug"].agg(lambda x: ", ".join(sorted(set(x)))),
-        "reasons": g["reason"].agg(lambda x: "; ".join(sorted(set(x) - {""}))),
+        "drugs": _joined_sets(m["cid"], m["drug"]),
+        "reasons": _joined_sets(m["cid"], m["reason"]),
     })
     c = c.merge(agg, left_on="cid", right_index=True, how="left")
     c["n_orders"] = c["n_orders"].fillna(0).astype("int64")
@@ -290,6 +291,23 @@ def _annotate_courses(courses: pd.DataFrame, runs: pd.DataFrame, orders: pd.Data
     c["first_medication_id"] = c["first_medication_id"].fillna("")
     c["reasons"] = c["reasons"].fillna("")
     return c
+
+
+def _joined_sets(key: pd.Series, values: pd.Series) -> pd.Series:
+    """Per key, the sorted distinct non-blank values joined by '; ' (via bit masks: no Python loop per key)."""
+    codes, uniques = pd.factorize(values)
+    if len(uniques) > 62:  # more distinct values than bits: the plain (slower) way
+        return pd.DataFrame({"k": key.to_numpy(), "v": values.to_numpy()}).groupby("k")["v"].agg(
+            lambda x: "; ".join(sorted(set(map(str, x)) - {""})))
+    order = np.argsort(uniques.astype(str))
+    rank = np.empty(len(order), dtype="int64")
+    rank[order] = np.arange(len(order))
+    bits = np.where(codes >= 0, np.left_shift(1, rank[np.maximum(codes, 0)]), 0).astype("int64")
+    pairs = pd.DataFrame({"k": key.to_numpy(), "b": bits}).drop_duplicates()
+    mask = pairs.groupby("k")["b"].sum()
+    labels = {m: "; ".join(str(uniques[i]) for i in order if m >> int(rank[i]) & 1 and str(uniques[i]))
+              for m in mask.unique()}
+    return mask.map(labels)
 
 
 def _events(fired: list[pd.DataFrame], o: pd.DataFrame, pids: np.ndarray, settings: dict[str, Any]) -> pd.DataFrame:
@@ -312,7 +330,7 @@ def _events(fired: list[pd.DataFrame], o: pd.DataFrame, pids: np.ndarray, settin
     ev["oidx"] = ev["oidx"].astype("int64")
     src = o.loc[ev["oidx"].to_numpy()]
     drug = src["drug"].to_numpy()
-    dose = src["dose_text"].to_numpy()
+    dose = _dose_text(src).to_numpy()
     val = ev["value"].map(_fmt).to_numpy()
     det = ev["detail"].to_numpy()
     kind = ev["kind"].to_numpy()

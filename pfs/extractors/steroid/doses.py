@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -99,6 +100,7 @@ class Frequency:
     prn: bool = False
 
 
+@lru_cache(maxsize=1 << 16)
 def parse_frequency(text: str, rules: FrequencyRules | None = None) -> Frequency | None:
     """Administrations per day from a frequency or sig text; None when the text does not say.
 
@@ -132,6 +134,7 @@ def _number(text: str) -> float:
     return _WORD_NUMBERS[text] if text in _WORD_NUMBERS else float(text)
 
 
+@lru_cache(maxsize=1 << 14)
 def strength_mg(drug_name: str) -> float | None:
     """Tablet strength in mg written in a product name ('dexAMETHasone 4 MG tablet' -> 4)."""
     t = normalise_one(drug_name)
@@ -141,6 +144,7 @@ def strength_mg(drug_name: str) -> float | None:
     return float(m.group(1)) * _UNIT_MG[m.group(2)] if m else None
 
 
+@lru_cache(maxsize=1 << 14)
 def concentration_mg_per_ml(text: str) -> float | None:
     """mg per mL from '1 mg/mL', '0.5 mg/5 mL', '10 MG/ML'."""
     m = _CONCENTRATION.search(normalise_one(text))
@@ -150,6 +154,7 @@ def concentration_mg_per_ml(text: str) -> float | None:
     return float(m.group(1)) / per if per > 0 else None
 
 
+@lru_cache(maxsize=1 << 16)
 def duration_days(text: str) -> float | None:
     """An explicit duration in a sig ('x 5 days', 'for 2 weeks')."""
     m = _DURATION.search(normalise_one(text))
@@ -159,6 +164,7 @@ def duration_days(text: str) -> float | None:
     return n * 7 if m.group(2).startswith("w") else n
 
 
+@lru_cache(maxsize=1 << 16)
 def dose_from_text(text: str, drug_name: str) -> tuple[float | None, str | None]:
     """mg per administration written in a sig (or a taper step); (None, reason) when absent."""
     t = normalise_one(text)
@@ -184,39 +190,6 @@ def dose_from_text(text: str, drug_name: str) -> tuple[float | None, str | None]
     return None, "no dose in the dose column or the sig"
 
 
-def dose_mg(dose: float, unit: str, drug_name: str, sig: str) -> tuple[float | None, str | None, str]:
-    """mg of drug per administration; (None, reason, column) when it cannot be known."""
-    u = normalise_one(unit)
-    if dose is None or not np.isfinite(dose):
-        mg, why = dose_from_text(sig, drug_name)
-        return mg, why, "sig"
-    if dose == 0:
-        return None, "dose is zero", "dose"
-    if u in _UNIT_MG:
-        return dose * _UNIT_MG[u], None, "dose_unit"
-    if u in _UNIT_TABLET:
-        strength = strength_mg(drug_name)
-        if strength is None:
-            return None, f"dose in {unit!r} but no mg strength in the drug name", "dose_unit"
-        return dose * strength, None, "dose_unit"
-    if u in _UNIT_ML:
-        conc = concentration_mg_per_ml(drug_name) or concentration_mg_per_ml(sig)
-        if conc is None:
-            return None, "dose in mL but no mg/mL concentration in the drug name or sig", "dose_unit"
-        return dose * conc, None, "dose_unit"
-    if u.replace(" ", "") in {c.replace(" ", "") for c in _UNIT_CONC}:
-        vol = _VOLUME.search(normalise_one(sig))
-        if vol:
-            return dose * float(vol.group(1)), None, "dose_unit"
-        return None, "dose unit mg/mL without a volume in the sig", "dose_unit"
-    if u == "":
-        mg, why = dose_from_text(sig, drug_name)
-        if mg is not None:
-            return mg, None, "dose_unit"
-        return None, "dose without a unit, and no mg amount in the sig", "dose_unit"
-    return None, f"unknown dose unit {unit!r}", "dose_unit"
-
-
 def parse_taper(sig: str, drug_name: str, default_per_day: Frequency | None,
                 rules: FrequencyRules | None = None) -> list[tuple[float, float]] | None:
     """Steps of a written taper as (days, mg/day of drug); None when the sig is not a taper.
@@ -225,6 +198,14 @@ def parse_taper(sig: str, drug_name: str, default_per_day: Frequency | None,
     gives [(3, 8), (3, 4), (3, 2)]. A last step without a duration gets NaN days (it runs to the
     order's end). A step without a dose or a frequency makes the whole sig unreadable as a taper.
     """
+    steps = _parse_taper(sig, drug_name, default_per_day, rules)
+    return None if steps is None else list(steps)
+
+
+@lru_cache(maxsize=1 << 16)
+def _parse_taper(sig: str, drug_name: str, default_per_day: Frequency | None,
+                 rules: FrequencyRules | None) -> tuple[tuple[float, float], ...] | None:
+    """Cached worker of :func:`parse_taper` (sigs repeat across orders)."""
     parts = [p.strip() for p in re.split(r"\bthen\b|;|\bfollowed by\b", str(sig).lower()) if p.strip()]
     if len(parts) < 2:
         return None
@@ -242,78 +223,200 @@ def parse_taper(sig: str, drug_name: str, default_per_day: Frequency | None,
         if days is None and i < len(parts) - 1 and not _STOP.search(normalise_one(parts[i + 1])):
             return None
         steps.append((float("nan") if days is None else days, mg * (1.0 if freq.once else freq.per_day)))
-    return steps if len(steps) >= 2 else None
+    return tuple(steps) if len(steps) >= 2 else None
 
 
 #: Columns of :func:`parse_orders`'s result.
 PARSED_COLUMNS = ["mg_per_admin", "per_day", "drug_mg_per_day", "once", "prn", "duration_days", "schedule",
                   "dose_pack", "antiemetic", "taper", "problem", "problem_column"]
+_TAPER_WORDS = re.compile(r"\bthen\b|;|\bfollowed by\b", re.IGNORECASE)
 
 
-def parse_one(drug: str, drug_name: str, dose: float, unit: str, frequency: str, sig: str,
-              rules: SteroidRules, freq_rules: FrequencyRules) -> dict[str, Any]:
-    """Parse one distinct order text; see :data:`PARSED_COLUMNS`."""
-    out: dict[str, Any] = dict.fromkeys(PARSED_COLUMNS)
-    out.update(once=False, prn=False, dose_pack=False, taper=False, antiemetic=False)
-    name_sig = normalise_one(f"{drug_name} {sig}")
-    out["antiemetic"] = bool(rules.antiemetic_pattern.search(normalise_one(sig)))
-    for pack in rules.dose_packs:
-        if pack.drug == drug and pack.pattern.search(name_sig):
-            sched = [(1.0, mg) for mg in pack.mg_per_day]
-            out.update(schedule=tuple(sched), dose_pack=True, duration_days=float(len(sched)),
-                       mg_per_admin=sched[0][1], per_day=1.0, drug_mg_per_day=sched[0][1])
-            return out
-    freq = parse_frequency(frequency, freq_rules) if frequency else None
-    if freq is None:
-        freq = parse_frequency(sig, freq_rules)
-    taper = parse_taper(sig, drug_name, freq, freq_rules) if sig else None
-    if taper:
-        out.update(schedule=tuple(taper), taper=True, drug_mg_per_day=taper[0][1], per_day=np.nan,
-                   mg_per_admin=np.nan)
-        known = [d for d, _ in taper if np.isfinite(d)]
-        out["duration_days"] = float(sum(known)) if len(known) == len(taper) else np.nan
-        return out
-    mg, why, column = dose_mg(dose, unit, drug_name, sig)
-    if mg is None:
-        out.update(problem=why, problem_column=column)
-        return out
-    if freq is None:
-        out.update(problem="no frequency in the frequency column or the sig", problem_column="frequency",
-                   mg_per_admin=mg)
-        return out
-    out.update(mg_per_admin=mg, per_day=freq.per_day, once=freq.once, prn=freq.prn,
-               drug_mg_per_day=mg if freq.once else mg * freq.per_day)
-    out["duration_days"] = 1.0 if freq.once else duration_days(sig)
+def _per_distinct(values: pd.Series, func: Callable[[str], tuple], columns: list[str]) -> pd.DataFrame:
+    """``func`` on each distinct string of ``values``, broadcast back to the rows as a frame."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    table = pd.DataFrame([func(u) for u in uniques], columns=columns)
+    out = table.iloc[codes].reset_index(drop=True)
+    out.index = values.index
     return out
+
+
+def _freq_tuple(text: str, rules: FrequencyRules) -> tuple[float, bool, bool]:
+    f = parse_frequency(text, rules) if text else None
+    return (np.nan, False, False) if f is None else (f.per_day, f.once, f.prn)
+
+
+def _sig_tuple(sig: str, rules: FrequencyRules, antiemetic: re.Pattern[str]) -> tuple:
+    """What a sig says on its own: frequency, duration, antiemetic use, and the dose in each form it may take."""
+    per_day, once, prn = _freq_tuple(sig, rules)
+    t = normalise_one(sig)
+    total = _TOTAL.search(t)
+    tabs = _TAKE_UNITS.search(t)
+    vol = _VOLUME.search(t)
+    conc = _CONCENTRATION.search(t)
+    if vol and conc and conc.start() <= vol.start() <= conc.end():
+        vol = None
+    mass = _STRENGTH.search(t)
+    return (per_day, once, prn, duration_days(sig) if sig else None, bool(antiemetic.search(t)),
+            float(total.group(1)) * _UNIT_MG[total.group(2)] if total else np.nan,
+            _number(tabs.group(1)) if tabs else np.nan,
+            float(vol.group(1)) if vol else np.nan,
+            concentration_mg_per_ml(sig) or np.nan,
+            float(mass.group(1)) * _UNIT_MG[mass.group(2)] if mass else np.nan,
+            bool(_TAPER_WORDS.search(sig)))
+
+
+def _unit_tuple(unit: str) -> tuple[str, float]:
+    u = normalise_one(unit)
+    if u in _UNIT_MG:
+        return "mass", _UNIT_MG[u]
+    if u in _UNIT_TABLET:
+        return "tablet", np.nan
+    if u in _UNIT_ML:
+        return "ml", np.nan
+    if u.replace(" ", "") in {c.replace(" ", "") for c in _UNIT_CONC}:
+        return "conc", np.nan
+    return ("blank" if u == "" else "unknown"), np.nan
 
 
 def parse_orders(meds: pd.DataFrame, drug: pd.Series, rules: SteroidRules,
                  freq_rules: FrequencyRules | None = None) -> pd.DataFrame:
     """Parse every row of ``meds`` (steroid rows; ``drug`` = ingredient per row) into :data:`PARSED_COLUMNS`.
 
-    The text is parsed once per distinct (drug, name, dose, unit, frequency, sig) combination, so a
-    million rows written from a few thousand order templates cost a few thousand parses.
+    Each column's text is read once per distinct value (frequency column, sig, drug name, unit) and
+    the pieces are combined row-wise with array operations: the cost follows the vocabulary of the
+    export, not its row count. Precedence, per row: a dose pack named in the drug name or sig; a
+    written taper; otherwise dose x unit (tablets x the strength in the drug name, mL x the mg/mL
+    concentration, mg/mL x the volume in the sig), or the dose written in the sig when the dose
+    column is blank; frequency from the frequency column, else from the sig.
     """
     freq_rules = freq_rules or load_frequency_rules()
+    idx = meds.index
     if meds.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in PARSED_COLUMNS}, index=meds.index)
-    key = pd.DataFrame({
-        "drug": drug.fillna(""),
-        "drug_name": meds["drug_name"].fillna("").astype(str),
-        "dose": meds["dose"].astype("float64").fillna(-1.0),
-        "dose_unit": meds["dose_unit"].fillna("").astype(str),
-        "frequency": meds["frequency"].fillna("").astype(str),
-        "sig": meds["sig"].fillna("").astype(str),
-    }, index=meds.index)
-    codes = key.groupby(list(key.columns), sort=False, dropna=False).ngroup().to_numpy()
-    first = pd.Series(np.arange(len(codes))).groupby(codes).first().to_numpy()
-    uniq = key.iloc[first]
-    parsed = [
-        parse_one(d, n, np.nan if x < 0 else x, u, f, s, rules, freq_rules)
-        for d, n, x, u, f, s in zip(uniq["drug"], uniq["drug_name"], uniq["dose"], uniq["dose_unit"],
-                                    uniq["frequency"], uniq["sig"])
-    ]
-    table = pd.DataFrame(parsed, columns=PARSED_COLUMNS)
-    out = table.iloc[codes].reset_index(drop=True)
-    out.index = meds.index
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in PARSED_COLUMNS}, index=idx)
+    name = meds["drug_name"].fillna("").astype(str)
+    sig = meds["sig"].fillna("").astype(str)
+    dose = meds["dose"].astype("float64").to_numpy()
+    F = _per_distinct(meds["frequency"].fillna("").astype(str), lambda t: _freq_tuple(t, freq_rules),
+                      ["per_day", "once", "prn"])
+    S = _per_distinct(sig, lambda t: _sig_tuple(t, freq_rules, rules.antiemetic_pattern),
+                      ["per_day", "once", "prn", "duration", "antiemetic", "total_mg", "tablets", "volume_ml",
+                       "conc", "mass_mg", "taper_words"])
+    N = _per_distinct(name, lambda t: (strength_mg(t) or np.nan, concentration_mg_per_ml(t) or np.nan),
+                      ["strength", "conc"])
+    U = _per_distinct(meds["dose_unit"].fillna("").astype(str), _unit_tuple, ["kind", "factor"])
+
+    # Frequency: the column when it says something, else the sig.
+    use_col = F["per_day"].notna().to_numpy()
+    per_day = np.where(use_col, F["per_day"], S["per_day"]).astype("float64")
+    once = np.where(use_col, F["once"], S["once"]).astype(bool)
+    prn = np.where(use_col, F["prn"], S["prn"]).astype(bool)
+
+    # Dose per administration, in mg of the drug.
+    strength, conc = N["strength"].to_numpy(dtype="float64"), N["conc"].to_numpy(dtype="float64")
+    conc = np.where(np.isnan(conc), S["conc"].to_numpy(dtype="float64"), conc)
+    total, tabs = S["total_mg"].to_numpy(dtype="float64"), S["tablets"].to_numpy(dtype="float64")
+    vol, mass = S["volume_ml"].to_numpy(dtype="float64"), S["mass_mg"].to_numpy(dtype="float64")
+    # ... as the sig writes it (used when the dose column is blank, or its unit is blank)
+    sig_mg = np.select([~np.isnan(total), ~np.isnan(tabs), ~np.isnan(vol), ~np.isnan(mass)],
+                       [total, tabs * strength, vol * conc, mass], np.nan)
+    sig_why = np.select(
+        [~np.isnan(total), ~np.isnan(tabs) & np.isnan(strength), ~np.isnan(tabs),
+         ~np.isnan(vol) & np.isnan(conc), ~np.isnan(vol), ~np.isnan(mass)],
+        [None, "tablet count in the sig but no strength in the drug name", None,
+         "volume in the sig but no mg/mL concentration", None, None],
+        "no dose in the dose column or the sig").astype(object)
+    kind = U["kind"].to_numpy()
+    has = ~np.isnan(dose)
+    unit_text = meds["dose_unit"].fillna("").astype(str).to_numpy()
+    mg = np.select(
+        [~has, kind == "mass", kind == "tablet", kind == "ml", kind == "conc", kind == "blank"],
+        [sig_mg, dose * U["factor"].to_numpy(dtype="float64"), dose * strength, dose * conc, dose * vol, sig_mg],
+        np.nan)
+    why = np.select(
+        [~has, has & (dose == 0), kind == "mass",
+         (kind == "tablet") & np.isnan(strength), kind == "tablet",
+         (kind == "ml") & np.isnan(conc), kind == "ml",
+         (kind == "conc") & np.isnan(vol), kind == "conc",
+         (kind == "blank") & np.isnan(sig_mg), kind == "blank"],
+        [sig_why, "dose is zero", None,
+         pd.Series(unit_text).map(lambda u: f"dose in {u!r} but no mg strength in the drug name").to_numpy(), None,
+         "dose in mL but no mg/mL concentration in the drug name or sig", None,
+         "dose unit mg/mL without a volume in the sig", None,
+         "dose without a unit, and no mg amount in the sig", None],
+        None).astype(object)
+    unknown = has & (kind == "unknown")
+    why = np.where(unknown, pd.Series(unit_text).map(lambda u: f"unknown dose unit {u!r}").to_numpy(), why)
+    why_col = np.where(~has, "sig", np.where(has & (dose == 0), "dose", "dose_unit")).astype(object)
+    mg = np.where(pd.isna(why), mg, np.nan)
+
+    out = pd.DataFrame({
+        "mg_per_admin": mg, "per_day": per_day, "drug_mg_per_day": np.where(once, mg, mg * per_day),
+        "once": once, "prn": prn,
+        "duration_days": np.where(once, 1.0, S["duration"].to_numpy(dtype="float64")),
+        "schedule": None, "dose_pack": False, "antiemetic": S["antiemetic"].to_numpy(dtype=bool), "taper": False,
+        "problem": why, "problem_column": np.where(pd.isna(why), None, why_col),
+    }, index=idx).astype({"schedule": object, "problem": object, "problem_column": object})
+    no_freq = pd.isna(why) & np.isnan(per_day)
+    out.loc[no_freq, "problem"] = "no frequency in the frequency column or the sig"
+    out.loc[no_freq, "problem_column"] = "frequency"
+    out.loc[no_freq, ["drug_mg_per_day"]] = np.nan
+
+    # Written tapers: parsed per distinct (sig, drug name, frequency column) among sigs with 'then' or ';'.
+    tw = S["taper_words"].to_numpy(dtype=bool)
+    if tw.any():
+        sub = pd.DataFrame({"sig": sig[tw], "name": name[tw], "f": meds["frequency"].fillna("").astype(str)[tw]})
+        steps = _per_distinct(sub["sig"] + "\x1f" + sub["name"] + "\x1f" + sub["f"],
+                              lambda k: (_taper_of_key(k, freq_rules),), ["steps"])["steps"]
+        ok = steps.notna()
+        if ok.any():
+            rows = steps.index[ok]
+            st = steps[ok]
+            out.loc[rows, "schedule"] = st
+            out.loc[rows, "taper"] = True
+            out.loc[rows, "drug_mg_per_day"] = st.map(lambda x: x[0][1]).to_numpy()
+            out.loc[rows, ["mg_per_admin", "per_day"]] = np.nan
+            out.loc[rows, "duration_days"] = st.map(
+                lambda x: float(sum(d for d, _ in x)) if all(np.isfinite(d) for d, _ in x) else np.nan).to_numpy()
+            out.loc[rows, ["problem", "problem_column"]] = None
+
+    # Dose packs named in the drug name or the sig, for their own drug only.
+    text = _per_distinct(name + " " + sig, lambda t: (normalise_one(t),), ["t"])["t"]
+    drug_arr = drug.fillna("").to_numpy()
+    for pack in rules.dose_packs:
+        candidates = drug_arr == pack.drug
+        if not candidates.any():
+            continue
+        hit = np.zeros(len(out), dtype=bool)
+        hit[candidates] = _per_distinct(text[candidates], lambda t, p=pack: (bool(p.pattern.search(t)),),
+                                        ["h"])["h"].to_numpy(dtype=bool)
+        hit &= ~out["dose_pack"].to_numpy(dtype=bool)
+        if not hit.any():
+            continue
+        sched = tuple((1.0, mg_) for mg_ in pack.mg_per_day)
+        rows = out.index[hit]
+        out.loc[rows, "schedule"] = pd.Series([sched] * len(rows), index=rows, dtype=object)
+        out.loc[rows, ["dose_pack", "taper", "once"]] = [True, False, False]
+        out.loc[rows, ["mg_per_admin", "drug_mg_per_day"]] = sched[0][1]
+        out.loc[rows, "per_day"] = 1.0
+        out.loc[rows, "duration_days"] = float(len(sched))
+        out.loc[rows, ["problem", "problem_column"]] = None
+    for col in ("once", "prn", "dose_pack", "antiemetic", "taper"):
+        out[col] = out[col].astype(bool)
+    for col in ("mg_per_admin", "per_day", "drug_mg_per_day", "duration_days"):
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
     return out
+
+
+def _taper_of_key(key: str, rules: FrequencyRules) -> tuple[tuple[float, float], ...] | None:
+    sig, name, freq = key.split("\x1f")
+    return _parse_taper(sig, name, parse_frequency(freq, rules) if freq else parse_frequency(sig, rules), rules)
+
+
+def parse_one(drug: str, drug_name: str, dose: float, unit: str, frequency: str, sig: str,
+              rules: SteroidRules, freq_rules: FrequencyRules | None = None) -> dict[str, Any]:
+    """:func:`parse_orders` for a single order (handy in tests and at the REPL)."""
+    meds = pd.DataFrame({"drug_name": [drug_name], "dose": [dose], "dose_unit": [unit], "frequency": [frequency],
+                         "sig": [sig]})
+    row = parse_orders(meds, pd.Series([drug]), rules, freq_rules).iloc[0].to_dict()
+    return {k: (None if not isinstance(v, tuple) and pd.isna(v) else v) for k, v in row.items()}

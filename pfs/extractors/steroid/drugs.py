@@ -12,7 +12,7 @@ import difflib
 import json
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from collections.abc import Callable
 from typing import Any
@@ -83,6 +83,7 @@ def normalise_text(values: pd.Series) -> pd.Series:
     return s.str.strip()
 
 
+@lru_cache(maxsize=1 << 16)
 def normalise_one(text: str) -> str:
     """:func:`normalise_text` for one string (rule terms go through the same normalisation as data)."""
     s = "" if text is None else str(text).lower()
