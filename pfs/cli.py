@@ -64,6 +64,9 @@ def extract(
     mapping: Annotated[Path | None, typer.Option(help="TOML mapping of your file/column names and date formats.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on the first quarantined row.")] = False,
     save_masks: Annotated[bool, typer.Option("--save-masks", help="Write each tumour mask and a QC PNG.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="native, omop or fhir (converted into OUT/native first).")] = "native",
+    patient_id: Annotated[str | None, typer.Option(help="OMOP only: person_id or person_source_value as patient_id.")] = None,
+    image_map: Annotated[Path | None, typer.Option(help="FHIR only: CSV series_uid,path for ImagingStudy series.")] = None,
 ) -> None:
     """Derive progression events and PFS endpoints from an export."""
     from pfs.pipeline import run_extract
@@ -77,11 +80,44 @@ def extract(
     console = _console()
     with console.status("pfs extract") as status:
         result = run_extract(export_dir, out, sources=_split_sources(sources), config=cfg, mapping=mapping,
-                             strict=strict or None, progress=lambda m: status.update(f"pfs extract: {m}"))
+                             strict=strict or None, progress=lambda m: status.update(f"pfs extract: {m}"),
+                             fmt=fmt, convert_options=_convert_options(fmt, patient_id, image_map))
     _print_run_summary(result, console)
     failed = [s for s, v in result.manifest["sources"].items() if v["status"].startswith("failed")]
     if failed:
         raise typer.Exit(EXIT_SOURCE_FAILED)
+
+
+def _convert_options(fmt: str, patient_id: str | None, image_map: Path | None) -> dict:
+    opts: dict = {}
+    if patient_id is not None:
+        if fmt != "omop":
+            raise PfsError("--patient-id applies to --format omop only")
+        opts["patient_id"] = patient_id
+    if image_map is not None:
+        if fmt != "fhir":
+            raise PfsError("--image-map applies to --format fhir only")
+        opts["image_map"] = image_map
+    return opts
+
+
+@app.command()
+def convert(
+    src: Annotated[Path, typer.Argument(help="OMOP CDM folder/zip or FHIR export folder.")],
+    fmt: Annotated[str, typer.Option("--format", help="omop or fhir.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the native tables.")],
+    all_persons: Annotated[bool, typer.Option("--all-persons", help="Keep persons without a GBM diagnosis.")] = False,
+    patient_id: Annotated[str | None, typer.Option(help="OMOP only: person_id or person_source_value.")] = None,
+    image_map: Annotated[Path | None, typer.Option(help="FHIR only: CSV series_uid,path.")] = None,
+) -> None:
+    """Write an OMOP or FHIR export in the native layout, to inspect what pfs will read."""
+    from pfs.io.convert import convert as run_convert
+
+    result = run_convert(src, out, fmt, require_gbm=not all_persons, **_convert_options(fmt, patient_id, image_map))
+    console = _console()
+    for key, value in result.counts.items():
+        console.print(f"{key}: {value}")
+    console.print(f"native export: {result.out} ({len(result.quarantine)} conversion quarantine row(s))")
 
 
 def _print_run_summary(result, console) -> None:
@@ -133,14 +169,23 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 0,
     no_images: Annotated[bool, typer.Option("--no-images", help="Skip the MRI volumes (fast).")] = False,
     faults: Annotated[bool, typer.Option("--faults", help="Add deliberately broken input rows and files.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="Also write the cohort as omop or fhir (OUT/omop, OUT/fhir).")] = "native",
 ) -> None:
     """Write a realistic synthetic GBM cohort in the native layout, with its ground truth."""
     from pfs.synth import synthesize
 
+    if fmt not in ("native", "omop", "fhir"):
+        raise PfsError(f"--format must be native, omop or fhir, not {fmt!r}")
     console = _console()
     with console.status("pfs synth") as status:
         result = synthesize(out, patients=patients, seed=seed, images=not no_images, faults=faults,
                             progress=lambda m: status.update(f"pfs synth: {m}"))
+        if fmt != "native":
+            from pfs.synth import formats
+
+            status.update(f"pfs synth: writing {fmt}")
+            writer = formats.native_to_omop if fmt == "omop" else formats.native_to_fhir
+            console.print(f"{fmt} export: {writer(result.export, Path(out) / fmt)}")
     console.print(f"export: {result.export}\nannotations: {result.annotations}\ntruth: {result.truth}")
 
 

@@ -72,6 +72,8 @@ def run_extract(
     mapping: Mapping | Path | str | None = None,
     strict: bool | None = None,
     progress: Any = None,
+    fmt: str = "native",
+    convert_options: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run the pipeline on a native export; write outputs to ``out`` when given.
 
@@ -83,6 +85,9 @@ def run_extract(
         mapping: column/file mapping for non-native names.
         strict: fail on the first quarantined row.
         progress: optional callable ``(message)`` for the CLI's progress display.
+        fmt: ``native`` (default), ``omop`` or ``fhir``; other formats are first converted into
+            ``OUT/native`` (inspectable, and extracting it again gives the same result).
+        convert_options: keyword arguments for :func:`pfs.io.convert.convert`.
     """
     cfg = config if isinstance(config, Config) else load_config(config)
     pipe = cfg.section("pipeline")
@@ -93,8 +98,19 @@ def run_extract(
     strict = pipe["strict"] if strict is None else strict
     say = progress or (lambda msg: None)
 
+    conversion = None
+    if fmt != "native":
+        from pfs.io.convert import convert
+
+        if out is None:
+            raise ConfigError(f"--format {fmt} needs an output directory to hold the converted native tables")
+        say(f"converting the {fmt} export")
+        conversion = convert(export_dir, Path(out) / "native", fmt, **(convert_options or {}))
+        export_dir = conversion.out
     say("loading export")
     export = load_export(export_dir, mapping)
+    if conversion is not None:
+        export.quarantine.add_frame(conversion.quarantine)
     _check_strict(strict, export.quarantine.frame())
 
     events_frames, tables, source_status = [], {}, {}
@@ -128,6 +144,8 @@ def run_extract(
     tables["reconciled_events"] = reconciled
     quarantine = export.quarantine.frame()
     manifest = build_manifest(export, cfg, sources, source_status, quarantine)
+    if conversion is not None:
+        manifest["conversion"] = {"format": fmt, "counts": conversion.counts}
     result = RunResult(events=events, endpoints=endpoints, quarantine=quarantine, tables=tables,
                        manifest=manifest)
     if out is not None:

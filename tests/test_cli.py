@@ -75,3 +75,28 @@ def test_validate_reports_quarantine_without_writing(monkeypatch, capsys, small_
 def test_version(monkeypatch, capsys) -> None:
     code, out = run(["--version"], monkeypatch, capsys)
     assert code == 0 and out.startswith("pfs 0.")
+
+
+def test_fhir_copy_of_a_cohort_gives_the_same_endpoints(monkeypatch, capsys, tmp_path: Path) -> None:
+    import pandas as pd
+
+    cohort = tmp_path / "c"
+    code, out = run(["synth", str(cohort), "--patients", "4", "--seed", "3", "--no-images", "--format", "fhir"],
+                    monkeypatch, capsys)
+    assert code == 0, out
+    code, out = run(["extract", str(cohort / "export"), "--out", str(tmp_path / "nat"), "--sources", "steroid,nlp"],
+                    monkeypatch, capsys)
+    assert code == 0, out
+    code, out = run(["extract", str(cohort / "fhir"), "--format", "fhir", "--out", str(tmp_path / "fh"),
+                     "--sources", "steroid,nlp"], monkeypatch, capsys)
+    assert code == 0, out
+    a = pd.read_csv(tmp_path / "nat" / "endpoints.csv")
+    b = pd.read_csv(tmp_path / "fh" / "endpoints.csv")
+    pd.testing.assert_frame_equal(a, b)
+    assert "conversion" in (tmp_path / "fh" / "manifest.json").read_text()
+
+
+def test_unknown_format_is_a_clear_error(monkeypatch, capsys, small_export: Path, tmp_path: Path) -> None:
+    code, out = run(["extract", str(small_export), "--format", "hl7", "--out", str(tmp_path / "o")],
+                    monkeypatch, capsys)
+    assert code == 3 and "unknown export format 'hl7'" in out

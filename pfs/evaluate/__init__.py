@@ -1,1 +1,1 @@
-"""evaluate."""
+"""Comparison of every method with the manual annotations (``pfs compare``)."""

@@ -50,16 +50,38 @@ class ConversionLog:
     def __init__(self) -> None:
         self._rows: list[dict[str, Any]] = []
 
-    def add(self, table: str, row: int, reason: str, *, patient_id: object = "", column: str = "",
-            value: object = "") -> None:
+    def add(
+        self,
+        table: str,
+        row: int,
+        reason: str,
+        *,
+        patient_id: object = "",
+        column: str = "",
+        value: object = "",
+    ) -> None:
         text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
-        self._rows.append({
-            "table": table, "row": int(row), "patient_id": "" if patient_id is None else str(patient_id),
-            "column": column, "value": text[:MAX_VALUE_CHARS], "reason": reason, "stage": "convert",
-        })
+        self._rows.append(
+            {
+                "table": table,
+                "row": int(row),
+                "patient_id": "" if patient_id is None else str(patient_id),
+                "column": column,
+                "value": text[:MAX_VALUE_CHARS],
+                "reason": reason,
+                "stage": "convert",
+            }
+        )
 
-    def add_frame(self, table: str, frame: pd.DataFrame, reason: str, *, column: str = "",
-                  patient_column: str = "person_id") -> None:
+    def add_frame(
+        self,
+        table: str,
+        frame: pd.DataFrame,
+        reason: str,
+        *,
+        column: str = "",
+        patient_column: str = "person_id",
+    ) -> None:
         """Quarantine every row of ``frame`` (which carries ``_row``) with one reason."""
         if frame.empty:
             return
@@ -70,8 +92,9 @@ class ConversionLog:
 
     def frame(self) -> pd.DataFrame:
         if not self._rows:
-            return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else "object")
-                                 for c in QUARANTINE_COLUMNS})
+            return pd.DataFrame(
+                {c: pd.Series(dtype="int64" if c == "row" else "object") for c in QUARANTINE_COLUMNS}
+            )
         out = pd.DataFrame(self._rows, columns=QUARANTINE_COLUMNS)
         return out.sort_values(["table", "row", "column"], kind="stable").reset_index(drop=True)
 
@@ -105,8 +128,16 @@ def _compile(patterns: Iterable[str], where: str) -> re.Pattern[str] | None:
         raise RuleFileError(f"{where}: invalid regular expression: {err}") from err
 
 
-_CODESET_KEYS = {"description", "codes", "code_patterns", "concept_ids", "name_patterns", "source_value_patterns",
-                 "title_patterns", "text_patterns"}
+_CODESET_KEYS = {
+    "description",
+    "codes",
+    "code_patterns",
+    "concept_ids",
+    "name_patterns",
+    "source_value_patterns",
+    "title_patterns",
+    "text_patterns",
+}
 
 
 @dataclass(frozen=True)
@@ -234,7 +265,9 @@ def number_text(value: object) -> str:
     return str(int(x)) if x.is_integer() else repr(x)
 
 
-def treatment_dates(procs: pd.DataFrame, diagnosis: str, window_days: int, gap_days: int) -> tuple[str, str, str]:
+def treatment_dates(
+    procs: pd.DataFrame, diagnosis: str, window_days: int, gap_days: int
+) -> tuple[str, str, str]:
     """(surgery, RT start, RT end) from a patient's resection and radiotherapy rows (kind, date, end).
 
     Surgery is the first resection/biopsy from ``window_days`` before the diagnosis on.
@@ -279,8 +312,9 @@ def native_frame(name: str, rows: pd.DataFrame | list[dict[str, Any]]) -> pd.Dat
     return frame[cols].fillna("").astype(str).reset_index(drop=True)
 
 
-def write_native(out: Path, tables: Mapping[str, pd.DataFrame], log: ConversionLog,
-                 counts: dict[str, Any]) -> ConvertResult:
+def write_native(
+    out: Path, tables: Mapping[str, pd.DataFrame], log: ConversionLog, counts: dict[str, Any]
+) -> ConvertResult:
     """Write the native tables, the conversion quarantine and the manifest; return the result."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -48,10 +48,22 @@ from pfs.io.convert import (
 )
 
 RULE_FILE = "fhir_mapping.json"
-_RULE_KEYS = {"description", "sources", "systems", "gbm_diagnosis", "resection", "radiotherapy",
-              "radiology_reports", "timing_codes", "repeat_frequencies", "unitless_dose_forms",
-              "text_content_types", "image_map_file", "resection_window_days_before_diagnosis",
-              "radiotherapy_course_gap_days"}
+_RULE_KEYS = {
+    "description",
+    "sources",
+    "systems",
+    "gbm_diagnosis",
+    "resection",
+    "radiotherapy",
+    "radiology_reports",
+    "timing_codes",
+    "repeat_frequencies",
+    "unitless_dose_forms",
+    "text_content_types",
+    "image_map_file",
+    "resection_window_days_before_diagnosis",
+    "radiotherapy_course_gap_days",
+}
 #: A Bundle is one JSON document and must be parsed whole; larger ones should come as NDJSON.
 MAX_BUNDLE_BYTES = 1024**3
 _FIRST_PASS = re.compile(r'"resourceType"\s*:\s*"(?:Patient|Condition)"')
@@ -100,24 +112,36 @@ def load_rules() -> FhirRules:
     keys = {str(url).rstrip("/"): key for key, urls in data["systems"].items() for url in urls}
     for key in ("resection_window_days_before_diagnosis", "radiotherapy_course_gap_days"):
         if not isinstance(data.get(key), int) or data[key] < 0:
-            raise RuleFileError(f"rules/{RULE_FILE}: {key} must be a non-negative integer, not {data.get(key)!r}")
+            raise RuleFileError(
+                f"rules/{RULE_FILE}: {key} must be a non-negative integer, not {data.get(key)!r}"
+            )
     repeat: dict[tuple[float, float, str], str] = {}
     for item in data["repeat_frequencies"]:
         if set(item) != {"frequency", "period", "unit", "text"}:
-            raise RuleFileError(f"rules/{RULE_FILE}: repeat_frequencies entries need exactly "
-                                f"frequency, period, unit, text; got {sorted(item)}")
+            raise RuleFileError(
+                f"rules/{RULE_FILE}: repeat_frequencies entries need exactly "
+                f"frequency, period, unit, text; got {sorted(item)}"
+            )
         repeat[(float(item["frequency"]), float(item["period"]), str(item["unit"]))] = str(item["text"])
-    sets = {k: parse_code_set(data[k], k, RULE_FILE) for k in ("gbm_diagnosis", "resection", "radiotherapy",
-                                                                "radiology_reports")}
+    sets = {
+        k: parse_code_set(data[k], k, RULE_FILE)
+        for k in ("gbm_diagnosis", "resection", "radiotherapy", "radiology_reports")
+    }
     for name, cs in sets.items():
         bad = (set(cs.codes) | set(cs.code_patterns)) - set(data["systems"])
         if bad:
-            raise RuleFileError(f"rules/{RULE_FILE}: {name} uses system keys {sorted(bad)} not listed in 'systems'")
+            raise RuleFileError(
+                f"rules/{RULE_FILE}: {name} uses system keys {sorted(bad)} not listed in 'systems'"
+            )
     return FhirRules(
-        system_keys=keys, gbm=sets["gbm_diagnosis"], resection=sets["resection"],
-        radiotherapy=sets["radiotherapy"], radiology=sets["radiology_reports"],
+        system_keys=keys,
+        gbm=sets["gbm_diagnosis"],
+        resection=sets["resection"],
+        radiotherapy=sets["radiotherapy"],
+        radiology=sets["radiology_reports"],
         timing_codes={str(k).upper(): str(v) for k, v in data["timing_codes"].items()},
-        repeat=repeat, unitless={str(k).lower(): str(v) for k, v in data["unitless_dose_forms"].items()},
+        repeat=repeat,
+        unitless={str(k).lower(): str(v) for k, v in data["unitless_dose_forms"].items()},
         text_types=frozenset(t.lower() for t in data["text_content_types"]),
         image_map_file=str(data["image_map_file"]),
         window_days=int(data["resection_window_days_before_diagnosis"]),
@@ -158,7 +182,7 @@ def _text(cc: Any) -> str:
 
 
 def ref_id(reference: Any) -> str:
-    """The id of a reference: 'Patient/123', 'https://x/fhir/Patient/123/_history/2', 'urn:uuid:123' -> '123'."""
+    """The id a reference points to: 'Patient/123', '.../Patient/123/_history/2', 'urn:uuid:123' -> '123'."""
     ref = _get(reference, "reference") if isinstance(reference, dict) else reference
     if not ref:
         return ""
@@ -186,9 +210,14 @@ def _files(src: Path) -> list[Path]:
         return [src]
     if not src.is_dir():
         raise ExportError(f"{src}: FHIR export not found (a directory of .ndjson/.json files or one file)")
-    files = [p for p in sorted(src.rglob("*")) if p.is_file() and not p.name.startswith(".")
-             and "__MACOSX" not in p.parts
-             and p.name.lower().endswith((".ndjson", ".ndjson.gz", ".json", ".json.gz", ".jsonl"))]
+    files = [
+        p
+        for p in sorted(src.rglob("*"))
+        if p.is_file()
+        and not p.name.startswith(".")
+        and "__MACOSX" not in p.parts
+        and p.name.lower().endswith((".ndjson", ".ndjson.gz", ".json", ".json.gz", ".jsonl"))
+    ]
     if not files:
         raise ExportError(f"{src}: no FHIR files (.ndjson, .ndjson.gz, .json) found")
     return files
@@ -217,7 +246,9 @@ def _is_ndjson(path: Path) -> bool:
     return True
 
 
-def iter_resources(path: Path, log: ConversionLog, first_pass: bool) -> Iterator[tuple[_Where, dict[str, Any]]]:
+def iter_resources(
+    path: Path, log: ConversionLog, first_pass: bool
+) -> Iterator[tuple[_Where, dict[str, Any]]]:
     """Yield (where, resource) from one file; pass 1 yields Patient/Condition, pass 2 everything else.
 
     Each NDJSON line is parsed in exactly one pass (decided by a cheap text test), so a malformed
@@ -240,8 +271,10 @@ def iter_resources(path: Path, log: ConversionLog, first_pass: bool) -> Iterator
                     yield from _expand(res, _Where(label, n), log, first_pass)
             return
         if path.stat().st_size > MAX_BUNDLE_BYTES:
-            raise ExportError(f"{path}: a {path.stat().st_size}-byte Bundle is over the {MAX_BUNDLE_BYTES}-byte "
-                              "limit; export it as NDJSON (one resource per line) instead")
+            raise ExportError(
+                f"{path}: a {path.stat().st_size}-byte Bundle is over the {MAX_BUNDLE_BYTES}-byte "
+                "limit; export it as NDJSON (one resource per line) instead"
+            )
         with _open_text(path) as fh:
             try:
                 doc = json.load(fh)
@@ -254,7 +287,9 @@ def iter_resources(path: Path, log: ConversionLog, first_pass: bool) -> Iterator
         raise ExportError(f"{path}: cannot read: {err}") from err
 
 
-def _expand(res: Any, where: _Where, log: ConversionLog, first_pass: bool) -> Iterator[tuple[_Where, dict[str, Any]]]:
+def _expand(
+    res: Any, where: _Where, log: ConversionLog, first_pass: bool
+) -> Iterator[tuple[_Where, dict[str, Any]]]:
     if not isinstance(res, dict) or "resourceType" not in res:
         if first_pass:
             log.add(where.file, where.row, "not a FHIR resource (no resourceType)")
@@ -304,7 +339,9 @@ class _State:
             self.first_record[pid] = date
 
 
-def convert_fhir(src: Path, out: Path, *, require_gbm: bool = True, image_map: Path | None = None) -> ConvertResult:
+def convert_fhir(
+    src: Path, out: Path, *, require_gbm: bool = True, image_map: Path | None = None
+) -> ConvertResult:
     """Convert the FHIR R4 export at ``src`` (directory or file) into the native layout at ``out``.
 
     Args:
@@ -325,21 +362,37 @@ def convert_fhir(src: Path, out: Path, *, require_gbm: bool = True, image_map: P
             _first(st, where, res)
     for pid, (where, rid) in st.diagnosis_where.items():
         if pid not in st.patients:
-            log.add(where.file, where.row, f"Condition refers to Patient {pid!r}, which is not in the export",
-                    patient_id=pid, column="subject", value=rid)
+            log.add(
+                where.file,
+                where.row,
+                f"Condition refers to Patient {pid!r}, which is not in the export",
+                patient_id=pid,
+                column="subject",
+                value=rid,
+            )
     keep = (set(st.diagnosis) if require_gbm else set(st.patients)) & set(st.patients)
     for path in files:
         for where, res in iter_resources(path, log, first_pass=False):
             _second(st, where, res, keep)
     for where, rtype, rid, pid in st.pending_missing:
         if pid not in st.patients:
-            log.add(where.file, where.row, f"{rtype} refers to Patient {pid!r}, which is not in the export",
-                    patient_id=pid, column="subject", value=rid)
+            log.add(
+                where.file,
+                where.row,
+                f"{rtype} refers to Patient {pid!r}, which is not in the export",
+                patient_id=pid,
+                column="subject",
+                value=rid,
+            )
     base = src if src.is_dir() else src.parent
     imaging = _imaging(st, base, out, image_map)
     counts: dict[str, Any] = {
-        "format": "fhir", "source": str(src), "require_gbm": require_gbm, "files": len(files),
-        "persons_seen": len(st.patients), "gbm_patients": len(set(st.diagnosis) & set(st.patients)),
+        "format": "fhir",
+        "source": str(src),
+        "require_gbm": require_gbm,
+        "files": len(files),
+        "persons_seen": len(st.patients),
+        "gbm_patients": len(set(st.diagnosis) & set(st.patients)),
         "skipped_no_gbm": len(st.patients) - len(keep) if require_gbm else 0,
         **dict(sorted(st.counts.items())),
     }
@@ -348,7 +401,9 @@ def convert_fhir(src: Path, out: Path, *, require_gbm: bool = True, image_map: P
     tables = {
         "patients": patients,
         "medications": _medications(st, kept),
-        "reports": pd.DataFrame(st.reports, columns=["patient_id", "report_id", "report_date", "procedure", "text"]),
+        "reports": pd.DataFrame(
+            st.reports, columns=["patient_id", "report_id", "report_date", "procedure", "text"]
+        ),
         "imaging": imaging,
     }
     for name in ("reports", "imaging"):
@@ -362,7 +417,9 @@ def _subject(st: _State, where: _Where, res: dict[str, Any], keep: set[str]) -> 
     pid = ref_id(res.get("subject") or res.get("patient"))
     rid = str(res.get("id", ""))
     if not pid:
-        st.log.add(where.file, where.row, f"{res['resourceType']} without a subject", column="subject", value=rid)
+        st.log.add(
+            where.file, where.row, f"{res['resourceType']} without a subject", column="subject", value=rid
+        )
         return None
     if pid not in st.patients:
         # A Patient may sit in a file read later in this pass only for pass-2 types; check at the end.
@@ -393,11 +450,20 @@ def _first(st: _State, where: _Where, res: dict[str, Any]) -> None:
     if not st.rules.matches(st.rules.gbm, res.get("code")):
         return
     pid = ref_id(res.get("subject"))
-    date = iso_date(res.get("onsetDateTime")) or iso_date(_get(res, "onsetPeriod", "start")) \
+    date = (
+        iso_date(res.get("onsetDateTime"))
+        or iso_date(_get(res, "onsetPeriod", "start"))
         or iso_date(res.get("recordedDate"))
+    )
     if not date:
-        st.log.add(where.file, where.row, "GBM Condition without an onset or recorded date", patient_id=pid,
-                   column="onsetDateTime", value=rid)
+        st.log.add(
+            where.file,
+            where.row,
+            "GBM Condition without an onset or recorded date",
+            patient_id=pid,
+            column="onsetDateTime",
+            value=rid,
+        )
         return
     if pid and (pid not in st.diagnosis or date < st.diagnosis[pid]):
         st.diagnosis[pid] = date
@@ -421,7 +487,14 @@ def _second(st: _State, where: _Where, res: dict[str, Any], keep: set[str]) -> N
         if rid:
             st.med_names[rid] = _text(res.get("code"))
         return
-    if rtype not in ("Procedure", "Encounter", *_MED_TYPES, "DiagnosticReport", "DocumentReference", "ImagingStudy"):
+    if rtype not in (
+        "Procedure",
+        "Encounter",
+        *_MED_TYPES,
+        "DiagnosticReport",
+        "DocumentReference",
+        "ImagingStudy",
+    ):
         return
     if _entered_in_error(res):
         st.bump("entered_in_error_skipped")
@@ -437,17 +510,34 @@ def _second(st: _State, where: _Where, res: dict[str, Any], keep: set[str]) -> N
         st.seen(pid, iso_date(_get(res, "period", "start")) or end)
         return
     if rtype == "Procedure":
-        kind = ("radiotherapy" if st.rules.matches(st.rules.radiotherapy, res.get("code"))
-                else "resection" if st.rules.matches(st.rules.resection, res.get("code")) else "")
+        kind = (
+            "radiotherapy"
+            if st.rules.matches(st.rules.radiotherapy, res.get("code"))
+            else "resection"
+            if st.rules.matches(st.rules.resection, res.get("code"))
+            else ""
+        )
         if not kind:
             return
         start = iso_date(res.get("performedDateTime")) or iso_date(_get(res, "performedPeriod", "start"))
         if not start:
-            st.log.add(where.file, where.row, f"{kind} Procedure without a performed date", patient_id=pid,
-                       column="performedDateTime", value=rid)
+            st.log.add(
+                where.file,
+                where.row,
+                f"{kind} Procedure without a performed date",
+                patient_id=pid,
+                column="performedDateTime",
+                value=rid,
+            )
             return
-        st.procedures.append({"patient_id": pid, "kind": kind, "date": start,
-                              "end": iso_date(_get(res, "performedPeriod", "end"))})
+        st.procedures.append(
+            {
+                "patient_id": pid,
+                "kind": kind,
+                "date": start,
+                "end": iso_date(_get(res, "performedPeriod", "end")),
+            }
+        )
         return
     if rtype in _MED_TYPES:
         _medication(st, where, res, pid, rid)
@@ -495,35 +585,62 @@ def _medication(st: _State, where: _Where, res: dict[str, Any], pid: str, rid: s
         return
     if rtype == "MedicationRequest":
         dosage = _get(res, "dosageInstruction", 0) or {}
-        start = iso_date(res.get("authoredOn")) or iso_date(_get(dosage, "timing", "repeat", "boundsPeriod", "start"))
-        end = iso_date(_get(dosage, "timing", "repeat", "boundsPeriod", "end")) \
-            or iso_date(_get(res, "dispenseRequest", "validityPeriod", "end"))
+        start = iso_date(res.get("authoredOn")) or iso_date(
+            _get(dosage, "timing", "repeat", "boundsPeriod", "start")
+        )
+        end = iso_date(_get(dosage, "timing", "repeat", "boundsPeriod", "end")) or iso_date(
+            _get(res, "dispenseRequest", "validityPeriod", "end")
+        )
     elif rtype == "MedicationStatement":
         dosage = _get(res, "dosage", 0) or {}
-        start = iso_date(res.get("effectiveDateTime")) or iso_date(_get(res, "effectivePeriod", "start")) \
+        start = (
+            iso_date(res.get("effectiveDateTime"))
+            or iso_date(_get(res, "effectivePeriod", "start"))
             or iso_date(res.get("dateAsserted"))
+        )
         end = iso_date(_get(res, "effectivePeriod", "end"))
     else:  # MedicationAdministration: one dose given; its dosage has no timing
         dosage = res.get("dosage") or {}
         start = iso_date(res.get("effectiveDateTime")) or iso_date(_get(res, "effectivePeriod", "start"))
         end = iso_date(_get(res, "effectivePeriod", "end"))
     if not start:
-        st.log.add(where.file, where.row, f"{rtype} without a date", patient_id=pid, column="authoredOn", value=rid)
+        st.log.add(
+            where.file, where.row, f"{rtype} without a date", patient_id=pid, column="authoredOn", value=rid
+        )
         return
-    quantity = _get(dosage, "doseAndRate", 0, "doseQuantity") or _get(dosage, "doseAndRate", 0, "doseRange", "low") \
-        or _get(dosage, "dose") or {}
+    quantity = (
+        _get(dosage, "doseAndRate", 0, "doseQuantity")
+        or _get(dosage, "doseAndRate", 0, "doseRange", "low")
+        or _get(dosage, "dose")
+        or {}
+    )
     dose = number_text(_get(quantity, "value")) if isinstance(quantity, dict) else ""
-    unit = str(_get(quantity, "unit") or _get(quantity, "code") or "").strip() if isinstance(quantity, dict) else ""
+    unit = (
+        str(_get(quantity, "unit") or _get(quantity, "code") or "").strip()
+        if isinstance(quantity, dict)
+        else ""
+    )
     frequency = _frequency(dosage.get("timing"), dosage.get("asNeededBoolean") is True, st.rules)
     if rtype == "MedicationAdministration" and not frequency:
         frequency = "once"
     st.seen(pid, start)
-    st.meds.append({
-        "patient_id": pid, "medication_id": rid, "order_date": start, "end_date": end, "drug_name": name,
-        "med_ref": med_ref, "dose": dose, "dose_unit": unit, "frequency": frequency,
-        "route": _text(dosage.get("route")), "sig": str(dosage.get("text") or "").strip(),
-        "file": where.file, "row": where.row,
-    })
+    st.meds.append(
+        {
+            "patient_id": pid,
+            "medication_id": rid,
+            "order_date": start,
+            "end_date": end,
+            "drug_name": name,
+            "med_ref": med_ref,
+            "dose": dose,
+            "dose_unit": unit,
+            "frequency": frequency,
+            "route": _text(dosage.get("route")),
+            "sig": str(dosage.get("text") or "").strip(),
+            "file": where.file,
+            "row": where.row,
+        }
+    )
     st.bump(f"{rtype}_rows")
 
 
@@ -536,29 +653,59 @@ def _medications(st: _State, kept: set[str]) -> pd.DataFrame:
         if not m["drug_name"] and m["med_ref"]:
             m["drug_name"] = st.med_names.get(m["med_ref"], "")
         if not m["drug_name"]:
-            why = (f"medicationReference {m['med_ref']!r} not found among Medication resources" if m["med_ref"]
-                   else "no medication code or text")
-            st.log.add(m["file"], m["row"], why, patient_id=m["patient_id"], column="medication", value=m["medication_id"])
+            why = (
+                f"medicationReference {m['med_ref']!r} not found among Medication resources"
+                if m["med_ref"]
+                else "no medication code or text"
+            )
+            st.log.add(
+                m["file"],
+                m["row"],
+                why,
+                patient_id=m["patient_id"],
+                column="medication",
+                value=m["medication_id"],
+            )
             continue
         if m["medication_id"] in seen:
-            st.log.add(m["file"], m["row"], "duplicate medication resource id", patient_id=m["patient_id"],
-                       value=m["medication_id"])
+            st.log.add(
+                m["file"],
+                m["row"],
+                "duplicate medication resource id",
+                patient_id=m["patient_id"],
+                value=m["medication_id"],
+            )
             continue
         seen.add(m["medication_id"])
         if m["dose"] and not m["dose_unit"]:
             # A unitless doseQuantity counts the product's dose form (Synthea: '1' = one tablet).
             words = re.findall(r"[a-z]+", m["drug_name"].lower())
-            m["dose_unit"] = next((st.rules.unitless[w] for w in reversed(words) if w in st.rules.unitless), "")
+            m["dose_unit"] = next(
+                (st.rules.unitless[w] for w in reversed(words) if w in st.rules.unitless), ""
+            )
         rows.append(m)
-    cols = ["patient_id", "medication_id", "order_date", "end_date", "drug_name", "dose", "dose_unit", "frequency",
-            "route", "sig"]
+    cols = [
+        "patient_id",
+        "medication_id",
+        "order_date",
+        "end_date",
+        "drug_name",
+        "dose",
+        "dose_unit",
+        "frequency",
+        "route",
+        "sig",
+    ]
     return pd.DataFrame(rows, columns=[*cols, "med_ref", "file", "row"])[cols]
 
 
 def _is_radiology(st: _State, res: dict[str, Any]) -> bool:
     r = st.rules
-    return (r.matches(r.radiology, res.get("category")) or r.matches(r.radiology, res.get("code"))
-            or r.matches(r.radiology, res.get("type")))
+    return (
+        r.matches(r.radiology, res.get("category"))
+        or r.matches(r.radiology, res.get("code"))
+        or r.matches(r.radiology, res.get("type"))
+    )
 
 
 def _attachment_text(st: _State, where: _Where, att: dict[str, Any], pid: str, rid: str) -> str | None:
@@ -566,8 +713,14 @@ def _attachment_text(st: _State, where: _Where, att: dict[str, Any], pid: str, r
     ctype = str(att.get("contentType", "")).lower()
     mime = ctype.split(";")[0].strip()
     if mime and mime not in st.rules.text_types:
-        st.log.add(where.file, where.row, f"attachment is {mime}, not text", patient_id=pid, column="attachment",
-                   value=rid)
+        st.log.add(
+            where.file,
+            where.row,
+            f"attachment is {mime}, not text",
+            patient_id=pid,
+            column="attachment",
+            value=rid,
+        )
         return None
     data = att.get("data")
     if not data:
@@ -577,8 +730,14 @@ def _attachment_text(st: _State, where: _Where, att: dict[str, Any], pid: str, r
     try:
         raw = base64.b64decode(str(data), validate=True)
     except (binascii.Error, ValueError):
-        st.log.add(where.file, where.row, "attachment data is not valid base64", patient_id=pid,
-                   column="attachment", value=rid)
+        st.log.add(
+            where.file,
+            where.row,
+            "attachment data is not valid base64",
+            patient_id=pid,
+            column="attachment",
+            value=rid,
+        )
         return None
     m = re.search(r"charset=([\w\-]+)", ctype)
     try:
@@ -586,8 +745,14 @@ def _attachment_text(st: _State, where: _Where, att: dict[str, Any], pid: str, r
     except (UnicodeDecodeError, LookupError):
         text = None
     if text is None or "\x00" in text:
-        st.log.add(where.file, where.row, "base64 attachment does not decode to text", patient_id=pid,
-                   column="attachment", value=rid)
+        st.log.add(
+            where.file,
+            where.row,
+            "base64 attachment does not decode to text",
+            patient_id=pid,
+            column="attachment",
+            value=rid,
+        )
         return None
     if mime in ("text/html", "application/xhtml+xml"):
         text = html.unescape(_TAG.sub(" ", text))
@@ -599,13 +764,18 @@ def _report(st: _State, where: _Where, res: dict[str, Any], pid: str, rid: str) 
         return
     rtype = res["resourceType"]
     if rtype == "DiagnosticReport":
-        date = iso_date(res.get("effectiveDateTime")) or iso_date(_get(res, "effectivePeriod", "start")) \
+        date = (
+            iso_date(res.get("effectiveDateTime"))
+            or iso_date(_get(res, "effectivePeriod", "start"))
             or iso_date(res.get("issued"))
+        )
         atts = [a for a in _as_list(res.get("presentedForm")) if isinstance(a, dict)]
         procedure = _text(res.get("code"))
     else:
         date = iso_date(_get(res, "context", "period", "start")) or iso_date(res.get("date"))
-        atts = [a for a in (_get(c, "attachment") for c in _as_list(res.get("content"))) if isinstance(a, dict)]
+        atts = [
+            a for a in (_get(c, "attachment") for c in _as_list(res.get("content"))) if isinstance(a, dict)
+        ]
         procedure = _text(res.get("type")) or str(res.get("description") or "").strip()
     texts = [t for t in (_attachment_text(st, where, a, pid, rid) for a in atts) if t and t.strip()]
     text = texts[0] if texts else str(res.get("conclusion") or "").strip()
@@ -614,8 +784,9 @@ def _report(st: _State, where: _Where, res: dict[str, Any], pid: str, rid: str) 
         st.log.add(where.file, where.row, f"radiology {rtype} without {missing}", patient_id=pid, value=rid)
         return
     st.seen(pid, date)
-    st.reports.append({"patient_id": pid, "report_id": rid, "report_date": date, "procedure": procedure,
-                       "text": text})
+    st.reports.append(
+        {"patient_id": pid, "report_id": rid, "report_date": date, "procedure": procedure, "text": text}
+    )
     st.bump(f"{rtype}_radiology")
 
 
@@ -625,9 +796,17 @@ def _imaging_study(st: _State, where: _Where, res: dict[str, Any], pid: str, rid
         if not isinstance(s, dict):
             continue
         date = iso_date(s.get("started")) or study_date
-        st.series.append({"patient_id": pid, "study_id": rid, "study_date": date,
-                          "sequence": str(s.get("description") or "").strip(), "uid": str(s.get("uid") or "").strip(),
-                          "file": where.file, "row": where.row})
+        st.series.append(
+            {
+                "patient_id": pid,
+                "study_id": rid,
+                "study_date": date,
+                "sequence": str(s.get("description") or "").strip(),
+                "uid": str(s.get("uid") or "").strip(),
+                "file": where.file,
+                "row": where.row,
+            }
+        )
 
 
 def _imaging(st: _State, base: Path, out: Path, image_map: Path | None) -> pd.DataFrame:
@@ -640,25 +819,46 @@ def _imaging(st: _State, base: Path, out: Path, image_map: Path | None) -> pd.Da
         frame = pd.read_csv(map_path, dtype=str, keep_default_na=False)
         frame.columns = [c.strip().lower() for c in frame.columns]
         if not {"series_uid", "path"} <= set(frame.columns):
-            raise ExportError(f"{map_path}: the image map needs columns series_uid,path (found {list(frame.columns)})")
+            raise ExportError(
+                f"{map_path}: the image map needs columns series_uid,path (found {list(frame.columns)})"
+            )
         mapping = dict(zip(frame["series_uid"].str.strip(), frame["path"].str.strip(), strict=True))
     rows = []
     for s in st.series:
         rel = mapping.get(s["uid"])
-        why = ("series has no local file in the image map" if rel is None
-               else "series without a date" if not s["study_date"] else None)
+        why = (
+            "series has no local file in the image map"
+            if rel is None
+            else "series without a date"
+            if not s["study_date"]
+            else None
+        )
         rel_safe = safe_relative(rel) if rel else None
         if why is None and rel_safe is None:
             why = "image map path is absolute or escapes its directory"
         if why is None and not (map_path.parent / rel_safe).exists():
             why = "image file not found"
         if why:
-            st.log.add(s["file"], s["row"], why, patient_id=s["patient_id"], column="series.uid",
-                       value=f"{s['study_id']}/{s['uid']}")
+            st.log.add(
+                s["file"],
+                s["row"],
+                why,
+                patient_id=s["patient_id"],
+                column="series.uid",
+                value=f"{s['study_id']}/{s['uid']}",
+            )
             continue
         place_file(map_path.parent / rel_safe, out / rel_safe)
-        rows.append({"patient_id": s["patient_id"], "study_id": s["study_id"], "study_date": s["study_date"],
-                     "sequence": s["sequence"], "path": rel_safe, "mask_path": ""})
+        rows.append(
+            {
+                "patient_id": s["patient_id"],
+                "study_id": s["study_id"],
+                "study_date": s["study_date"],
+                "sequence": s["sequence"],
+                "path": rel_safe,
+                "mask_path": "",
+            }
+        )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -673,14 +873,38 @@ def _patients(st: _State, keep: set[str], counts: dict[str, Any]) -> pd.DataFram
             fallback += 1
         if not diagnosis:
             w = info["where"]
-            st.log.add(w.file, w.row, "no GBM diagnosis date and no dated record to stand in", patient_id=pid,
-                       value=pid)
+            st.log.add(
+                w.file,
+                w.row,
+                "no GBM diagnosis date and no dated record to stand in",
+                patient_id=pid,
+                value=pid,
+            )
             continue
-        surgery, rt_start, rt_end = treatment_dates(procs.loc[procs["patient_id"] == pid], diagnosis,
-                                                     st.rules.window_days, st.rules.gap_days)
-        rows.append({"patient_id": pid, "diagnosis_date": diagnosis, "surgery_date": surgery,
-                     "rt_start_date": rt_start, "rt_end_date": rt_end,
-                     "last_followup_date": st.followup.get(pid, ""), "death_date": info["death_date"]})
+        surgery, rt_start, rt_end = treatment_dates(
+            procs.loc[procs["patient_id"] == pid], diagnosis, st.rules.window_days, st.rules.gap_days
+        )
+        rows.append(
+            {
+                "patient_id": pid,
+                "diagnosis_date": diagnosis,
+                "surgery_date": surgery,
+                "rt_start_date": rt_start,
+                "rt_end_date": rt_end,
+                "last_followup_date": st.followup.get(pid, ""),
+                "death_date": info["death_date"],
+            }
+        )
     counts["diagnosis_date_fallback"] = fallback
-    return pd.DataFrame(rows, columns=["patient_id", "diagnosis_date", "surgery_date", "rt_start_date",
-                                       "rt_end_date", "last_followup_date", "death_date"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "patient_id",
+            "diagnosis_date",
+            "surgery_date",
+            "rt_start_date",
+            "rt_end_date",
+            "last_followup_date",
+            "death_date",
+        ],
+    )

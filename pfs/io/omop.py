@@ -51,16 +51,37 @@ from pfs.io.convert import (
 )
 
 RULE_FILE = "omop_mapping.json"
-_RULE_KEYS = {"description", "sources", "gbm_diagnosis", "resection", "radiotherapy", "radiology_notes",
-              "route_concepts", "corticosteroid_ingredients", "ingredient_relationships",
-              "resection_window_days_before_diagnosis", "radiotherapy_course_gap_days"}
+_RULE_KEYS = {
+    "description",
+    "sources",
+    "gbm_diagnosis",
+    "resection",
+    "radiotherapy",
+    "radiology_notes",
+    "route_concepts",
+    "corticosteroid_ingredients",
+    "ingredient_relationships",
+    "resection_window_days_before_diagnosis",
+    "radiotherapy_course_gap_days",
+}
 #: Uncompressed bytes pfs will read out of one zip archive (a guard against zip bombs).
 DEFAULT_MAX_UNZIPPED_BYTES = 8 * 1024**3
 CHUNK_ROWS = 200_000
 _EXTENSIONS = (".csv.gz", ".csv", ".tsv", ".txt", ".parquet")
-OPTIONAL_TABLES = ("observation_period", "visit_occurrence", "condition_occurrence", "procedure_occurrence",
-                   "drug_exposure", "note", "death", "concept", "concept_ancestor", "concept_relationship",
-                   "drug_strength", "image_occurrence")
+OPTIONAL_TABLES = (
+    "observation_period",
+    "visit_occurrence",
+    "condition_occurrence",
+    "procedure_occurrence",
+    "drug_exposure",
+    "note",
+    "death",
+    "concept",
+    "concept_ancestor",
+    "concept_relationship",
+    "drug_strength",
+    "image_occurrence",
+)
 #: Columns of IMAGE_OCCURRENCE that may hold the MR sequence (the extension has no standard one).
 _SEQUENCE_COLUMNS = ("image_series_description", "series_description", "sequence")
 _BAD_LINE = re.compile(r"Skipping line (\d+): (.*)")
@@ -86,7 +107,9 @@ def load_rules() -> OmopRules:
     data = load_rule_file(RULE_FILE, _RULE_KEYS)
     for key in ("resection_window_days_before_diagnosis", "radiotherapy_course_gap_days"):
         if not isinstance(data.get(key), int) or data[key] < 0:
-            raise RuleFileError(f"rules/{RULE_FILE}: {key} must be a non-negative integer, not {data.get(key)!r}")
+            raise RuleFileError(
+                f"rules/{RULE_FILE}: {key} must be a non-negative integer, not {data.get(key)!r}"
+            )
     return OmopRules(
         gbm=parse_code_set(data["gbm_diagnosis"], "gbm_diagnosis", RULE_FILE),
         resection=parse_code_set(data["resection"], "resection", RULE_FILE),
@@ -120,9 +143,11 @@ class _CountingReader(io.RawIOBase):
         n = len(data)
         self._budget[0] -= n
         if self._budget[0] < 0:
-            raise ExportError(f"{self._name}: the zip holds more data than pfs reads from one archive "
-                              f"(limit {DEFAULT_MAX_UNZIPPED_BYTES} bytes unless raised); unzip it yourself "
-                              "if it is genuine")
+            raise ExportError(
+                f"{self._name}: the zip holds more data than pfs reads from one archive "
+                f"(limit {DEFAULT_MAX_UNZIPPED_BYTES} bytes unless raised); unzip it yourself "
+                "if it is genuine"
+            )
         b[:n] = data
         return n
 
@@ -147,8 +172,10 @@ class OmopSource:
             names = [i.filename for i in self._zip.infolist() if not i.is_dir()]
             declared = sum(i.file_size for i in self._zip.infolist())
             if declared > max_unzipped_bytes:
-                raise ExportError(f"{self.path}: the zip declares {declared} uncompressed bytes, over the "
-                                  f"{max_unzipped_bytes}-byte limit; unzip it and convert the directory")
+                raise ExportError(
+                    f"{self.path}: the zip declares {declared} uncompressed bytes, over the "
+                    f"{max_unzipped_bytes}-byte limit; unzip it and convert the directory"
+                )
         elif self.path.is_dir():
             names = [p.relative_to(self.path).as_posix() for p in sorted(self.path.rglob("*")) if p.is_file()]
         else:
@@ -163,7 +190,9 @@ class OmopSource:
                 continue
             table = low[: -len(ext)]
             if table in self.files and self.files[table] != name:
-                raise ExportError(f"{self.path}: table '{table}' exists as {self.files[table]} and {name}; keep one")
+                raise ExportError(
+                    f"{self.path}: table '{table}' exists as {self.files[table]} and {name}; keep one"
+                )
             self.files[table] = name
 
     def has(self, table: str) -> bool:
@@ -177,7 +206,9 @@ class OmopSource:
         try:
             if self._zip is not None:
                 raw = self._zip.open(name)
-                stream: IO[bytes] = io.BufferedReader(_CountingReader(raw, self._budget, f"{self.path}:{name}"))
+                stream: IO[bytes] = io.BufferedReader(
+                    _CountingReader(raw, self._budget, f"{self.path}:{name}")
+                )
             else:
                 stream = open(self.path / name, "rb")  # noqa: SIM115 - closed by the caller
         except (OSError, zipfile.BadZipFile, RuntimeError) as err:
@@ -207,8 +238,13 @@ class OmopSource:
         header = next(csv.reader([first], delimiter=delim))
         return [h.strip().strip('"').lower() for h in header], delim
 
-    def chunks(self, table: str, usecols: list[str] | None = None, log: ConversionLog | None = None,
-               chunksize: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    def chunks(
+        self,
+        table: str,
+        usecols: list[str] | None = None,
+        log: ConversionLog | None = None,
+        chunksize: int = CHUNK_ROWS,
+    ) -> Iterator[pd.DataFrame]:
         """Yield ``table`` in chunks: lower-case columns, strings ('' for blank), 1-based ``_row``.
 
         Columns of ``usecols`` that the file lacks come back blank (optional CDM columns are often
@@ -226,9 +262,15 @@ class OmopSource:
             text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="replace", newline="")
             try:
                 reader = pd.read_csv(
-                    text, sep=delim, dtype=str, keep_default_na=False, na_filter=False, chunksize=chunksize,
+                    text,
+                    sep=delim,
+                    dtype=str,
+                    keep_default_na=False,
+                    na_filter=False,
+                    chunksize=chunksize,
                     usecols=(lambda c: c.strip().strip('"').lower() in wanted) if wanted else None,
-                    quoting=csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL, on_bad_lines="warn",
+                    quoting=csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL,
+                    on_bad_lines="warn",
                     engine="c",
                 )
                 for chunk in reader:
@@ -245,7 +287,9 @@ class OmopSource:
                     for m in _BAD_LINE.finditer(str(w.message)):
                         log.add(self.label(table), int(m.group(1)) - 1, f"malformed CSV line: {m.group(2)}")
 
-    def _parquet_chunks(self, table: str, usecols: list[str] | None, chunksize: int) -> Iterator[pd.DataFrame]:
+    def _parquet_chunks(
+        self, table: str, usecols: list[str] | None, chunksize: int
+    ) -> Iterator[pd.DataFrame]:
         import pyarrow.parquet as pq
 
         name = self.files[table]
@@ -266,8 +310,13 @@ class OmopSource:
                     if pd.api.types.is_datetime64_any_dtype(s):
                         chunk[c] = s.dt.strftime("%Y-%m-%d").fillna("")
                     else:
-                        chunk[c] = s.map(lambda v: "" if v is None or (isinstance(v, float) and pd.isna(v))
-                                         else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)))
+                        chunk[c] = s.map(
+                            lambda v: (
+                                ""
+                                if v is None or (isinstance(v, float) and pd.isna(v))
+                                else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+                            )
+                        )
                 chunk["_row"] = range(start + 1, start + len(chunk) + 1)
                 start += len(chunk)
                 yield _with_columns(chunk, usecols)
@@ -276,8 +325,13 @@ class OmopSource:
         except Exception as err:  # pyarrow raises many types for corrupt files
             raise ExportError(f"{self.path}: cannot read Parquet table {name}: {err}") from err
 
-    def read(self, table: str, usecols: list[str] | None = None, log: ConversionLog | None = None,
-             keep: Callable[[pd.DataFrame], pd.Series] | None = None) -> pd.DataFrame:
+    def read(
+        self,
+        table: str,
+        usecols: list[str] | None = None,
+        log: ConversionLog | None = None,
+        keep: Callable[[pd.DataFrame], pd.Series] | None = None,
+    ) -> pd.DataFrame:
         """The whole (filtered) table: ``keep(chunk)`` selects the rows worth holding."""
         parts = []
         for chunk in self.chunks(table, usecols, log):
@@ -330,7 +384,12 @@ class Vocabulary:
 
     def _code_sets(self) -> dict[str, CodeSet]:
         r = self.rules
-        return {"gbm": r.gbm, "resection": r.resection, "radiotherapy": r.radiotherapy, "radiology": r.radiology}
+        return {
+            "gbm": r.gbm,
+            "resection": r.resection,
+            "radiotherapy": r.radiotherapy,
+            "radiology": r.radiology,
+        }
 
     def _select(self) -> None:
         cols = ["concept_id", "concept_name", "domain_id", "vocabulary_id", "concept_code"]
@@ -339,7 +398,9 @@ class Vocabulary:
             for key, cs in self._code_sets().items():
                 self.sets[key].update(chunk.loc[cs.concept_mask(chunk), "concept_id"])
             route = chunk["domain_id"].str.strip().str.lower() == "route"
-            self.routes.update(zip(chunk.loc[route, "concept_id"], chunk.loc[route, "concept_name"], strict=True))
+            self.routes.update(
+                zip(chunk.loc[route, "concept_id"], chunk.loc[route, "concept_name"], strict=True)
+            )
 
     def _descendants(self) -> None:
         wanted = set().union(*self.sets.values())
@@ -350,7 +411,7 @@ class Vocabulary:
             hit = anc.isin(wanted)
             if not hit.any():
                 continue
-            for key, ids in self.sets.items():
+            for ids in self.sets.values():
                 sel = hit & anc.isin(ids)
                 ids.update(desc[sel])
 
@@ -367,20 +428,29 @@ class Vocabulary:
         """drug concept id -> ingredient names, through CONCEPT_ANCESTOR, else CONCEPT_RELATIONSHIP."""
         pairs: list[tuple[str, str]] = []
         if self.source.has("concept_ancestor"):
-            for chunk in self.source.chunks("concept_ancestor", ["ancestor_concept_id", "descendant_concept_id"]):
+            for chunk in self.source.chunks(
+                "concept_ancestor", ["ancestor_concept_id", "descendant_concept_id"]
+            ):
                 desc = _ids(chunk["descendant_concept_id"])
                 sel = desc.isin(drug_ids)
                 pairs += list(zip(desc[sel], _ids(chunk.loc[sel, "ancestor_concept_id"]), strict=True))
         if not pairs and self.source.has("concept_relationship"):
-            for chunk in self.source.chunks("concept_relationship", ["concept_id_1", "concept_id_2", "relationship_id"]):
+            for chunk in self.source.chunks(
+                "concept_relationship", ["concept_id_1", "concept_id_2", "relationship_id"]
+            ):
                 c1 = _ids(chunk["concept_id_1"])
-                sel = c1.isin(drug_ids) & chunk["relationship_id"].str.strip().isin(self.rules.ingredient_relationships)
+                sel = c1.isin(drug_ids) & chunk["relationship_id"].str.strip().isin(
+                    self.rules.ingredient_relationships
+                )
                 pairs += list(zip(c1[sel], _ids(chunk.loc[sel, "concept_id_2"]), strict=True))
         out: dict[str, list[str]] = {}
         if pairs:
             info = self.lookup({a for _, a in pairs})
             for drug, anc in pairs:
-                if anc in info.index and str(info.at[anc, "concept_class_id"]).strip().lower() == "ingredient":
+                if (
+                    anc in info.index
+                    and str(info.at[anc, "concept_class_id"]).strip().lower() == "ingredient"
+                ):
                     name = str(info.at[anc, "concept_name"]).strip()
                     if name and name not in out.setdefault(drug, []):
                         out[drug].append(name)
@@ -406,20 +476,32 @@ def _person_filter(log: ConversionLog, label: str, known: set[str]) -> Callable[
     return keep
 
 
-def _dated(frame: pd.DataFrame, column: str, log: ConversionLog, label: str, *, required: bool) -> pd.DataFrame:
+def _dated(
+    frame: pd.DataFrame, column: str, log: ConversionLog, label: str, *, required: bool
+) -> pd.DataFrame:
     """Normalise ``column`` to ISO dates; quarantine unparseable ones (and blank ones when required)."""
     raw = frame[column].fillna("").astype(str).str.strip()
     frame[column] = iso_dates(raw)
     bad = (raw != "") & (frame[column] == "")
     if required:
         bad |= raw == ""
-    log.add_frame(label, frame.loc[bad].assign(**{column: raw[bad]}), f"unparseable or missing date in {column}",
-                  column=column)
+    log.add_frame(
+        label,
+        frame.loc[bad].assign(**{column: raw[bad]}),
+        f"unparseable or missing date in {column}",
+        column=column,
+    )
     return frame.loc[~bad] if required else frame
 
 
-def convert_omop(src: Path, out: Path, *, require_gbm: bool = True, patient_id: str = "person_id",
-                 max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES) -> ConvertResult:
+def convert_omop(
+    src: Path,
+    out: Path,
+    *,
+    require_gbm: bool = True,
+    patient_id: str = "person_id",
+    max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
+) -> ConvertResult:
     """Convert the OMOP export at ``src`` (directory or .zip) into the native layout at ``out``.
 
     Args:
@@ -441,14 +523,21 @@ def convert_omop(src: Path, out: Path, *, require_gbm: bool = True, patient_id: 
         source.close()
 
 
-def _convert(source: OmopSource, out: Path, rules: OmopRules, *, require_gbm: bool,
-             id_column: str) -> ConvertResult:
+def _convert(
+    source: OmopSource, out: Path, rules: OmopRules, *, require_gbm: bool, id_column: str
+) -> ConvertResult:
     log = ConversionLog()
-    counts: dict[str, Any] = {"format": "omop", "source": str(source.path), "require_gbm": require_gbm,
-                              "tables_found": sorted(source.files),
-                              "tables_missing": [t for t in OPTIONAL_TABLES if not source.has(t)]}
+    counts: dict[str, Any] = {
+        "format": "omop",
+        "source": str(source.path),
+        "require_gbm": require_gbm,
+        "tables_found": sorted(source.files),
+        "tables_missing": [t for t in OPTIONAL_TABLES if not source.has(t)],
+    }
     if not source.has("person"):
-        raise ExportError(f"{source.path}: required OMOP table 'person' not found (person.csv or person.parquet)")
+        raise ExportError(
+            f"{source.path}: required OMOP table 'person' not found (person.csv or person.parquet)"
+        )
     persons = source.read("person", ["person_id", "person_source_value"], log)
     persons["person_id"] = _ids(persons["person_id"])
     blank = persons["person_id"] == ""
@@ -466,19 +555,28 @@ def _convert(source: OmopSource, out: Path, rules: OmopRules, *, require_gbm: bo
     dx: dict[str, str] = {}
     if source.has("condition_occurrence"):
         label = source.label("condition_occurrence")
-        cols = ["person_id", "condition_concept_id", "condition_source_concept_id", "condition_source_value",
-                "condition_start_date", "condition_start_datetime"]
+        cols = [
+            "person_id",
+            "condition_concept_id",
+            "condition_source_concept_id",
+            "condition_source_value",
+            "condition_start_date",
+            "condition_start_datetime",
+        ]
         gbm_ids = vocab.sets["gbm"]
 
         def is_gbm(chunk: pd.DataFrame) -> pd.Series:
-            hit = (_ids(chunk["condition_concept_id"]).isin(gbm_ids)
-                   | _ids(chunk["condition_source_concept_id"]).isin(gbm_ids)
-                   | rules.gbm.source_mask(chunk["condition_source_value"]))
+            hit = (
+                _ids(chunk["condition_concept_id"]).isin(gbm_ids)
+                | _ids(chunk["condition_source_concept_id"]).isin(gbm_ids)
+                | rules.gbm.source_mask(chunk["condition_source_value"])
+            )
             return hit & _person_filter(log, label, known)(chunk)
 
         cond = source.read("condition_occurrence", cols, log, keep=is_gbm)
         cond["condition_start_date"] = cond["condition_start_date"].where(
-            cond["condition_start_date"].str.strip() != "", cond["condition_start_datetime"])
+            cond["condition_start_date"].str.strip() != "", cond["condition_start_datetime"]
+        )
         cond = _dated(cond, "condition_start_date", log, label, required=True)
         dx = cond.groupby("person_id")["condition_start_date"].min().to_dict()
     counts["gbm_patients"] = len(dx)
@@ -490,30 +588,50 @@ def _convert(source: OmopSource, out: Path, rules: OmopRules, *, require_gbm: bo
     procs = pd.DataFrame(columns=["person_id", "kind", "date", "end"])
     if source.has("procedure_occurrence"):
         label = source.label("procedure_occurrence")
-        cols = ["person_id", "procedure_concept_id", "procedure_source_concept_id", "procedure_source_value",
-                "procedure_date", "procedure_datetime", "procedure_end_date"]
+        cols = [
+            "person_id",
+            "procedure_concept_id",
+            "procedure_source_concept_id",
+            "procedure_source_value",
+            "procedure_date",
+            "procedure_datetime",
+            "procedure_end_date",
+        ]
         pfilter = _person_filter(log, label, known)
-        frame = source.read("procedure_occurrence", cols, log,
-                            keep=lambda c: pfilter(c) & c["person_id"].isin(keep_ids))
+        frame = source.read(
+            "procedure_occurrence", cols, log, keep=lambda c: pfilter(c) & c["person_id"].isin(keep_ids)
+        )
         cid, sid = _ids(frame["procedure_concept_id"]), _ids(frame["procedure_source_concept_id"])
         kinds = pd.Series("", index=frame.index)
         for kind, cs in (("radiotherapy", rules.radiotherapy), ("resection", rules.resection)):
-            hit = cid.isin(vocab.sets[kind]) | sid.isin(vocab.sets[kind]) | cs.source_mask(frame["procedure_source_value"])
+            hit = (
+                cid.isin(vocab.sets[kind])
+                | sid.isin(vocab.sets[kind])
+                | cs.source_mask(frame["procedure_source_value"])
+            )
             kinds = kinds.mask(hit & (kinds == ""), kind)
         frame = frame.assign(kind=kinds).loc[kinds != ""]
-        frame["procedure_date"] = frame["procedure_date"].where(frame["procedure_date"].str.strip() != "",
-                                                                frame["procedure_datetime"])
+        frame["procedure_date"] = frame["procedure_date"].where(
+            frame["procedure_date"].str.strip() != "", frame["procedure_datetime"]
+        )
         frame = _dated(frame, "procedure_date", log, label, required=True)
         frame = _dated(frame, "procedure_end_date", log, label, required=False)
         procs = frame.rename(columns={"procedure_date": "date", "procedure_end_date": "end"})[
-            ["person_id", "kind", "date", "end"]]
+            ["person_id", "kind", "date", "end"]
+        ]
 
     death: dict[str, str] = {}
     if source.has("death"):
         label = source.label("death")
-        frame = source.read("death", ["person_id", "death_date", "death_datetime"], log,
-                            keep=_person_filter(log, label, known))
-        frame["death_date"] = frame["death_date"].where(frame["death_date"].str.strip() != "", frame["death_datetime"])
+        frame = source.read(
+            "death",
+            ["person_id", "death_date", "death_datetime"],
+            log,
+            keep=_person_filter(log, label, known),
+        )
+        frame["death_date"] = frame["death_date"].where(
+            frame["death_date"].str.strip() != "", frame["death_datetime"]
+        )
         frame = _dated(frame, "death_date", log, label, required=True)
         death = frame.groupby("person_id")["death_date"].min().to_dict()
 
@@ -521,20 +639,35 @@ def _convert(source: OmopSource, out: Path, rules: OmopRules, *, require_gbm: bo
     obs_start: dict[str, str] = {}
     if source.has("observation_period"):
         label = source.label("observation_period")
-        frame = source.read("observation_period", ["person_id", "observation_period_start_date",
-                                                   "observation_period_end_date"], log,
-                            keep=_person_filter(log, label, known))
+        frame = source.read(
+            "observation_period",
+            ["person_id", "observation_period_start_date", "observation_period_end_date"],
+            log,
+            keep=_person_filter(log, label, known),
+        )
         frame = _dated(frame, "observation_period_start_date", log, label, required=False)
         frame = _dated(frame, "observation_period_end_date", log, label, required=False)
-        follow = frame.loc[frame["observation_period_end_date"] != ""].groupby("person_id")[
-            "observation_period_end_date"].max().to_dict()
-        obs_start = frame.loc[frame["observation_period_start_date"] != ""].groupby("person_id")[
-            "observation_period_start_date"].min().to_dict()
+        follow = (
+            frame.loc[frame["observation_period_end_date"] != ""]
+            .groupby("person_id")["observation_period_end_date"]
+            .max()
+            .to_dict()
+        )
+        obs_start = (
+            frame.loc[frame["observation_period_start_date"] != ""]
+            .groupby("person_id")["observation_period_start_date"]
+            .min()
+            .to_dict()
+        )
     if source.has("visit_occurrence"):
         label = source.label("visit_occurrence")
         pfilter = _person_filter(log, label, known)
-        frame = source.read("visit_occurrence", ["person_id", "visit_start_date", "visit_end_date"], log,
-                            keep=lambda c: pfilter(c) & c["person_id"].isin(keep_ids))
+        frame = source.read(
+            "visit_occurrence",
+            ["person_id", "visit_start_date", "visit_end_date"],
+            log,
+            keep=lambda c: pfilter(c) & c["person_id"].isin(keep_ids),
+        )
         frame = _dated(frame, "visit_start_date", log, label, required=False)
         frame = _dated(frame, "visit_end_date", log, label, required=False)
         last = frame[["visit_start_date", "visit_end_date"]].max(axis=1)
@@ -550,28 +683,58 @@ def _convert(source: OmopSource, out: Path, rules: OmopRules, *, require_gbm: bo
     rows = []
     first_record = _first_records([(meds, "order_date"), (reports, "report_date"), (imaging, "study_date")])
     fallback = 0
-    for pid, source_value, row in zip(keep["person_id"], keep["person_source_value"], keep["_row"], strict=True):
+    for pid, source_value, row in zip(
+        keep["person_id"], keep["person_source_value"], keep["_row"], strict=True
+    ):
         diagnosis = dx.get(pid) or obs_start.get(pid) or first_record.get(pid, "")
         if pid not in dx:
             fallback += 1
         if not diagnosis:
-            log.add(source.label("person"), row, "no GBM diagnosis date and no dated record to stand in",
-                    patient_id=pid)
+            log.add(
+                source.label("person"),
+                row,
+                "no GBM diagnosis date and no dated record to stand in",
+                patient_id=pid,
+            )
             continue
         p = procs.loc[procs["person_id"] == pid] if not procs.empty else procs
-        surgery, rt_start, rt_end = treatment_dates(p, diagnosis, rules.resection_window_days, rules.rt_gap_days)
-        rows.append({
-            "patient_id": (str(source_value).strip() or pid) if id_column == "person_source_value" else pid,
-            "person_id": pid, "diagnosis_date": diagnosis, "surgery_date": surgery, "rt_start_date": rt_start,
-            "rt_end_date": rt_end, "last_followup_date": follow.get(pid, ""), "death_date": death.get(pid, ""),
-        })
+        surgery, rt_start, rt_end = treatment_dates(
+            p, diagnosis, rules.resection_window_days, rules.rt_gap_days
+        )
+        rows.append(
+            {
+                "patient_id": (str(source_value).strip() or pid)
+                if id_column == "person_source_value"
+                else pid,
+                "person_id": pid,
+                "diagnosis_date": diagnosis,
+                "surgery_date": surgery,
+                "rt_start_date": rt_start,
+                "rt_end_date": rt_end,
+                "last_followup_date": follow.get(pid, ""),
+                "death_date": death.get(pid, ""),
+            }
+        )
     counts["diagnosis_date_fallback"] = fallback
-    patients = pd.DataFrame(rows, columns=["patient_id", "person_id", "diagnosis_date", "surgery_date",
-                                           "rt_start_date", "rt_end_date", "last_followup_date", "death_date"])
+    patients = pd.DataFrame(
+        rows,
+        columns=[
+            "patient_id",
+            "person_id",
+            "diagnosis_date",
+            "surgery_date",
+            "rt_start_date",
+            "rt_end_date",
+            "last_followup_date",
+            "death_date",
+        ],
+    )
     dup = patients["patient_id"].duplicated(keep=False)
     if dup.any() and id_column == "person_source_value":
-        raise ExportError(f"{source.path}: person_source_value is not unique "
-                          f"(e.g. {patients.loc[dup, 'patient_id'].iloc[0]!r}); convert with patient_id='person_id'")
+        raise ExportError(
+            f"{source.path}: person_source_value is not unique "
+            f"(e.g. {patients.loc[dup, 'patient_id'].iloc[0]!r}); convert with patient_id='person_id'"
+        )
     to_patient = dict(zip(patients["person_id"], patients["patient_id"], strict=True))
     tables = {"patients": patients.drop(columns="person_id")}
     for name, frame in (("medications", meds), ("reports", reports), ("imaging", imaging)):
@@ -593,14 +756,43 @@ def _first_records(frames: list[tuple[pd.DataFrame, str]]) -> dict[str, str]:
     return first
 
 
-def _medications(source: OmopSource, rules: OmopRules, vocab: Vocabulary, log: ConversionLog, known: set[str],
-                 keep_ids: set[str], counts: dict[str, Any]) -> pd.DataFrame:
-    cols = ["drug_exposure_id", "person_id", "drug_concept_id", "drug_exposure_start_date",
-            "drug_exposure_start_datetime", "drug_exposure_end_date", "verbatim_end_date", "quantity",
-            "days_supply", "sig", "route_concept_id", "route_source_value", "drug_source_value",
-            "dose_unit_source_value"]
-    out_cols = ["person_id", "medication_id", "order_date", "end_date", "drug_name", "dose", "dose_unit",
-                "frequency", "route", "sig"]
+def _medications(
+    source: OmopSource,
+    rules: OmopRules,
+    vocab: Vocabulary,
+    log: ConversionLog,
+    known: set[str],
+    keep_ids: set[str],
+    counts: dict[str, Any],
+) -> pd.DataFrame:
+    cols = [
+        "drug_exposure_id",
+        "person_id",
+        "drug_concept_id",
+        "drug_exposure_start_date",
+        "drug_exposure_start_datetime",
+        "drug_exposure_end_date",
+        "verbatim_end_date",
+        "quantity",
+        "days_supply",
+        "sig",
+        "route_concept_id",
+        "route_source_value",
+        "drug_source_value",
+        "dose_unit_source_value",
+    ]
+    out_cols = [
+        "person_id",
+        "medication_id",
+        "order_date",
+        "end_date",
+        "drug_name",
+        "dose",
+        "dose_unit",
+        "frequency",
+        "route",
+        "sig",
+    ]
     if not source.has("drug_exposure"):
         return pd.DataFrame(columns=out_cols)
     label = source.label("drug_exposure")
@@ -608,7 +800,8 @@ def _medications(source: OmopSource, rules: OmopRules, vocab: Vocabulary, log: C
     d = source.read("drug_exposure", cols, log, keep=lambda c: pfilter(c) & c["person_id"].isin(keep_ids))
     counts["drug_exposure_rows_kept_persons"] = int(len(d))
     d["drug_exposure_start_date"] = d["drug_exposure_start_date"].where(
-        d["drug_exposure_start_date"].str.strip() != "", d["drug_exposure_start_datetime"])
+        d["drug_exposure_start_date"].str.strip() != "", d["drug_exposure_start_datetime"]
+    )
     d = _dated(d, "drug_exposure_start_date", log, label, required=True)
     d = _dated(d, "drug_exposure_end_date", log, label, required=False)
     d = _dated(d, "verbatim_end_date", log, label, required=False)
@@ -629,8 +822,11 @@ def _medications(source: OmopSource, rules: OmopRules, vocab: Vocabulary, log: C
     counts["drug_concepts_not_in_vocabulary"] = int(cid[unknown].nunique()) if vocab.present else 0
     no_name = drug_name == ""
     for r, pid, c in zip(d.loc[no_name, "_row"], d.loc[no_name, "person_id"], cid[no_name], strict=True):
-        why = (f"unknown drug_concept_id {c} and no drug_source_value" if c not in ("", "0")
-               else "no drug_concept_id and no drug_source_value")
+        why = (
+            f"unknown drug_concept_id {c} and no drug_source_value"
+            if c not in ("", "0")
+            else "no drug_concept_id and no drug_source_value"
+        )
         log.add(label, r, why, patient_id=pid, column="drug_concept_id", value=c)
     ing = cid.map(lambda c: ingredients.get(c, []))
     with_ing = [
@@ -654,32 +850,62 @@ def _medications(source: OmopSource, rules: OmopRules, vocab: Vocabulary, log: C
     rid = _ids(d["route_concept_id"])
     route_name = rid.map(lambda r: names.get(r) or vocab.routes.get(r, "")).fillna("")
     route = route.where(route != "", route_name)
-    meds = pd.DataFrame({
-        "person_id": d["person_id"], "medication_id": d["drug_exposure_id"].str.strip(),
-        "order_date": d["drug_exposure_start_date"], "end_date": end, "drug_name": drug_name, "dose": dose,
-        "dose_unit": unit, "frequency": "", "route": route, "sig": d["sig"], "_row": d["_row"],
-    }).loc[~no_name]
+    meds = pd.DataFrame(
+        {
+            "person_id": d["person_id"],
+            "medication_id": d["drug_exposure_id"].str.strip(),
+            "order_date": d["drug_exposure_start_date"],
+            "end_date": end,
+            "drug_name": drug_name,
+            "dose": dose,
+            "dose_unit": unit,
+            "frequency": "",
+            "route": route,
+            "sig": d["sig"],
+            "_row": d["_row"],
+        }
+    ).loc[~no_name]
     dup = meds["medication_id"].duplicated()
-    log.add_frame(label, meds.loc[dup], "duplicate drug_exposure_id", column="medication_id",
-                  patient_column="person_id")
+    log.add_frame(
+        label, meds.loc[dup], "duplicate drug_exposure_id", column="medication_id", patient_column="person_id"
+    )
     return meds.loc[~dup, out_cols].reset_index(drop=True)
 
 
-def _reports(source: OmopSource, vocab: Vocabulary, rules: OmopRules, log: ConversionLog, known: set[str],
-             keep_ids: set[str], counts: dict[str, Any]) -> pd.DataFrame:
+def _reports(
+    source: OmopSource,
+    vocab: Vocabulary,
+    rules: OmopRules,
+    log: ConversionLog,
+    known: set[str],
+    keep_ids: set[str],
+    counts: dict[str, Any],
+) -> pd.DataFrame:
     out_cols = ["person_id", "report_id", "report_date", "procedure", "text"]
     if not source.has("note"):
         return pd.DataFrame(columns=out_cols)
     label = source.label("note")
-    cols = ["note_id", "person_id", "note_date", "note_datetime", "note_type_concept_id", "note_class_concept_id",
-            "note_title", "note_text", "note_source_value"]
+    cols = [
+        "note_id",
+        "person_id",
+        "note_date",
+        "note_datetime",
+        "note_type_concept_id",
+        "note_class_concept_id",
+        "note_title",
+        "note_text",
+        "note_source_value",
+    ]
     rad = vocab.sets["radiology"]
     pfilter = _person_filter(log, label, known)
 
     def keep(chunk: pd.DataFrame) -> pd.Series:
-        is_rad = (_ids(chunk["note_type_concept_id"]).isin(rad) | _ids(chunk["note_class_concept_id"]).isin(rad)
-                  | rules.radiology.title_mask(chunk["note_title"])
-                  | rules.radiology.source_mask(chunk["note_source_value"]))
+        is_rad = (
+            _ids(chunk["note_type_concept_id"]).isin(rad)
+            | _ids(chunk["note_class_concept_id"]).isin(rad)
+            | rules.radiology.title_mask(chunk["note_title"])
+            | rules.radiology.source_mask(chunk["note_source_value"])
+        )
         return pfilter(chunk) & chunk["person_id"].isin(keep_ids) & is_rad
 
     n = source.read("note", cols, log, keep=keep)
@@ -692,19 +918,38 @@ def _reports(source: OmopSource, vocab: Vocabulary, rules: OmopRules, log: Conve
     missing_id = n["note_id"].str.strip() == ""
     log.add_frame(label, n.loc[missing_id], "missing note_id", column="note_id")
     n = n.loc[~missing_id]
-    return pd.DataFrame({"person_id": n["person_id"], "report_id": n["note_id"].str.strip(),
-                         "report_date": n["note_date"], "procedure": n["note_title"].str.strip(),
-                         "text": n["note_text"]})[out_cols].reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "person_id": n["person_id"],
+            "report_id": n["note_id"].str.strip(),
+            "report_date": n["note_date"],
+            "procedure": n["note_title"].str.strip(),
+            "text": n["note_text"],
+        }
+    )[out_cols].reset_index(drop=True)
 
 
-def _imaging(source: OmopSource, out: Path, log: ConversionLog, known: set[str], keep_ids: set[str],
-             counts: dict[str, Any]) -> pd.DataFrame:
+def _imaging(
+    source: OmopSource,
+    out: Path,
+    log: ConversionLog,
+    known: set[str],
+    keep_ids: set[str],
+    counts: dict[str, Any],
+) -> pd.DataFrame:
     out_cols = ["person_id", "study_id", "study_date", "sequence", "path", "mask_path"]
     if not source.has("image_occurrence"):
         return pd.DataFrame(columns=out_cols)
     label = source.label("image_occurrence")
-    cols = ["image_occurrence_id", "person_id", "image_occurrence_date", "image_study_uid", "image_series_uid",
-            "local_path", *_SEQUENCE_COLUMNS]
+    cols = [
+        "image_occurrence_id",
+        "person_id",
+        "image_occurrence_date",
+        "image_study_uid",
+        "image_series_uid",
+        "local_path",
+        *_SEQUENCE_COLUMNS,
+    ]
     pfilter = _person_filter(log, label, known)
     im = source.read("image_occurrence", cols, log, keep=lambda c: pfilter(c) & c["person_id"].isin(keep_ids))
     im = _dated(im, "image_occurrence_date", log, label, required=True)
@@ -717,18 +962,37 @@ def _imaging(source: OmopSource, out: Path, log: ConversionLog, known: set[str],
     for idx, r in im.iterrows():
         rel = safe_relative(r["local_path"]) if r["local_path"].strip() else None
         if rel is None:
-            log.add(label, r["_row"], "local_path blank, absolute or escaping the export directory",
-                    patient_id=r["person_id"], column="local_path", value=r["local_path"])
+            log.add(
+                label,
+                r["_row"],
+                "local_path blank, absolute or escaping the export directory",
+                patient_id=r["person_id"],
+                column="local_path",
+                value=r["local_path"],
+            )
             continue
         file = base / rel
         if not file.exists():
-            log.add(label, r["_row"], "image file not found", patient_id=r["person_id"], column="local_path",
-                    value=rel)
+            log.add(
+                label,
+                r["_row"],
+                "image file not found",
+                patient_id=r["person_id"],
+                column="local_path",
+                value=rel,
+            )
             continue
         place_file(file, out / rel)
-        rows.append({"person_id": r["person_id"],
-                     "study_id": r["image_study_uid"].strip() or r["image_occurrence_id"].strip(),
-                     "study_date": r["image_occurrence_date"], "sequence": seq[idx], "path": rel, "mask_path": ""})
+        rows.append(
+            {
+                "person_id": r["person_id"],
+                "study_id": r["image_study_uid"].strip() or r["image_occurrence_id"].strip(),
+                "study_date": r["image_occurrence_date"],
+                "sequence": seq[idx],
+                "path": rel,
+                "mask_path": "",
+            }
+        )
     counts["images_placed"] = len(rows)
     return pd.DataFrame(rows, columns=out_cols)
 
@@ -736,8 +1000,11 @@ def _imaging(source: OmopSource, out: Path, log: ConversionLog, known: set[str],
 @cache
 def _sequence_synonyms() -> dict[str, str]:
     data = json.loads(resources.files("pfs.rules").joinpath("sequences.json").read_text(encoding="utf-8"))
-    return {"".join(ch for ch in s.upper() if ch.isalnum()): canon
-            for canon, syns in data["sequences"].items() for s in [canon, *syns]}
+    return {
+        "".join(ch for ch in s.upper() if ch.isalnum()): canon
+        for canon, syns in data["sequences"].items()
+        for s in [canon, *syns]
+    }
 
 
 def _sequence_from_path(path: str) -> str:

@@ -20,13 +20,12 @@ The strategies and their clinical rationale:
     one source's false alarms, at the price of missing patients seen by one source only.
 ``guideline`` (default)
     RANO-like. Imaging or report progression counts. Inside the pseudoprogression window (from the start
-    of chemoradiation to 12 weeks after its end) it is preliminary and needs confirmation by a later tumour
-    event
-    (RANO 2.0), or death, unless it is a new lesion outside the field; once confirmed it is dated to the
-    first scan. A steroid signal alone is never progression (RANO); corroborated by tumour progression
-    within ``steroid_corroboration_days`` it joins the evidence and, when earlier, back-dates progression
-    to the steroid increase ("dated to the first time the increase was needed"), never before the end of
-    radiotherapy, when steroids are routine.
+    of chemoradiation to 12 weeks after its end) it is preliminary and needs confirmation by a later
+    tumour event (RANO 2.0), or death, unless it is a new lesion outside the field; once confirmed it is
+    dated to the first scan. A steroid signal alone is never progression (RANO); corroborated by tumour
+    progression within ``steroid_corroboration_days`` it joins the evidence and, when earlier, back-dates
+    progression to the steroid increase ("dated to the first time the increase was needed"), never before
+    the end of radiotherapy, when steroids are routine.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""report."""
+"""Figures (``pfs plot``) and the self-contained HTML report (``pfs report``) of an output directory."""

@@ -78,69 +78,166 @@ def native_to_omop(native_export: Path | str, out: Path | str) -> Path:
     patients = _records(export.table("patients"))
     person_id = {p["patient_id"]: i for i, p in enumerate(patients, start=1)}
     concepts = [
-        {"concept_id": LOCAL_CONCEPT_BASE + 1, "concept_name": "Glioblastoma multiforme", "domain_id": "Condition",
-         "vocabulary_id": "SNOMED", "concept_class_id": "Clinical Finding", "standard_concept": "S",
-         "concept_code": _GBM["snomed"]},
-        {"concept_id": LOCAL_CONCEPT_BASE + 2, "concept_name": _RESECTION["display"], "domain_id": "Procedure",
-         "vocabulary_id": "CPT4", "concept_class_id": "CPT4", "standard_concept": "S",
-         "concept_code": _RESECTION["cpt"]},
-        {"concept_id": LOCAL_CONCEPT_BASE + 3, "concept_name": "Radiation oncology AND/OR radiotherapy",
-         "domain_id": "Procedure", "vocabulary_id": "SNOMED", "concept_class_id": "Procedure",
-         "standard_concept": "S", "concept_code": _RT["snomed"]},
-        {"concept_id": NOTE_TYPE_RADIOLOGY, "concept_name": "Radiology report", "domain_id": "Type Concept",
-         "vocabulary_id": "Note Type", "concept_class_id": "Note Type", "standard_concept": "S",
-         "concept_code": "OMOP4822164"},
+        {
+            "concept_id": LOCAL_CONCEPT_BASE + 1,
+            "concept_name": "Glioblastoma multiforme",
+            "domain_id": "Condition",
+            "vocabulary_id": "SNOMED",
+            "concept_class_id": "Clinical Finding",
+            "standard_concept": "S",
+            "concept_code": _GBM["snomed"],
+        },
+        {
+            "concept_id": LOCAL_CONCEPT_BASE + 2,
+            "concept_name": _RESECTION["display"],
+            "domain_id": "Procedure",
+            "vocabulary_id": "CPT4",
+            "concept_class_id": "CPT4",
+            "standard_concept": "S",
+            "concept_code": _RESECTION["cpt"],
+        },
+        {
+            "concept_id": LOCAL_CONCEPT_BASE + 3,
+            "concept_name": "Radiation oncology AND/OR radiotherapy",
+            "domain_id": "Procedure",
+            "vocabulary_id": "SNOMED",
+            "concept_class_id": "Procedure",
+            "standard_concept": "S",
+            "concept_code": _RT["snomed"],
+        },
+        {
+            "concept_id": NOTE_TYPE_RADIOLOGY,
+            "concept_name": "Radiology report",
+            "domain_id": "Type Concept",
+            "vocabulary_id": "Note Type",
+            "concept_class_id": "Note Type",
+            "standard_concept": "S",
+            "concept_code": "OMOP4822164",
+        },
     ]
     person, obs, cond, proc, death = [], [], [], [], []
     for p in patients:
         pid = person_id[p["patient_id"]]
-        person.append({"person_id": pid, "gender_concept_id": 0, "year_of_birth": "", "race_concept_id": 0,
-                       "ethnicity_concept_id": 0, "person_source_value": p["patient_id"]})
+        person.append(
+            {
+                "person_id": pid,
+                "gender_concept_id": 0,
+                "year_of_birth": "",
+                "race_concept_id": 0,
+                "ethnicity_concept_id": 0,
+                "person_source_value": p["patient_id"],
+            }
+        )
         if p["last_followup_date"]:
-            obs.append({"observation_period_id": len(obs) + 1, "person_id": pid,
-                        "observation_period_start_date": min(p["diagnosis_date"], p["last_followup_date"]),
-                        "observation_period_end_date": p["last_followup_date"], "period_type_concept_id": TYPE_EHR})
-        cond.append({"condition_occurrence_id": len(cond) + 1, "person_id": pid,
-                     "condition_concept_id": LOCAL_CONCEPT_BASE + 1, "condition_start_date": p["diagnosis_date"],
-                     "condition_type_concept_id": TYPE_EHR, "condition_source_value": _GBM["icd10"],
-                     "condition_source_concept_id": 0})
+            obs.append(
+                {
+                    "observation_period_id": len(obs) + 1,
+                    "person_id": pid,
+                    "observation_period_start_date": min(p["diagnosis_date"], p["last_followup_date"]),
+                    "observation_period_end_date": p["last_followup_date"],
+                    "period_type_concept_id": TYPE_EHR,
+                }
+            )
+        cond.append(
+            {
+                "condition_occurrence_id": len(cond) + 1,
+                "person_id": pid,
+                "condition_concept_id": LOCAL_CONCEPT_BASE + 1,
+                "condition_start_date": p["diagnosis_date"],
+                "condition_type_concept_id": TYPE_EHR,
+                "condition_source_value": _GBM["icd10"],
+                "condition_source_concept_id": 0,
+            }
+        )
         if p["surgery_date"]:
-            proc.append({"procedure_occurrence_id": len(proc) + 1, "person_id": pid,
-                         "procedure_concept_id": LOCAL_CONCEPT_BASE + 2, "procedure_date": p["surgery_date"],
-                         "procedure_end_date": "", "procedure_type_concept_id": TYPE_EHR,
-                         "procedure_source_value": _RESECTION["cpt"], "procedure_source_concept_id": 0})
+            proc.append(
+                {
+                    "procedure_occurrence_id": len(proc) + 1,
+                    "person_id": pid,
+                    "procedure_concept_id": LOCAL_CONCEPT_BASE + 2,
+                    "procedure_date": p["surgery_date"],
+                    "procedure_end_date": "",
+                    "procedure_type_concept_id": TYPE_EHR,
+                    "procedure_source_value": _RESECTION["cpt"],
+                    "procedure_source_concept_id": 0,
+                }
+            )
         if p["rt_start_date"]:
-            proc.append({"procedure_occurrence_id": len(proc) + 1, "person_id": pid,
-                         "procedure_concept_id": LOCAL_CONCEPT_BASE + 3, "procedure_date": p["rt_start_date"],
-                         "procedure_end_date": p["rt_end_date"], "procedure_type_concept_id": TYPE_EHR,
-                         "procedure_source_value": _RT["snomed"], "procedure_source_concept_id": 0})
+            proc.append(
+                {
+                    "procedure_occurrence_id": len(proc) + 1,
+                    "person_id": pid,
+                    "procedure_concept_id": LOCAL_CONCEPT_BASE + 3,
+                    "procedure_date": p["rt_start_date"],
+                    "procedure_end_date": p["rt_end_date"],
+                    "procedure_type_concept_id": TYPE_EHR,
+                    "procedure_source_value": _RT["snomed"],
+                    "procedure_source_concept_id": 0,
+                }
+            )
         if p["death_date"]:
             death.append({"person_id": pid, "death_date": p["death_date"], "death_type_concept_id": TYPE_EHR})
     drugs = []
     for i, m in enumerate(_records(export.table("medications")), start=1):
-        drugs.append({
-            "drug_exposure_id": i, "person_id": person_id[m["patient_id"]], "drug_concept_id": 0,
-            "drug_exposure_start_date": m["order_date"],
-            # THEMIS: the CDM end date is required; the source's own (possibly blank) end is the verbatim one.
-            "drug_exposure_end_date": m["end_date"] or m["order_date"], "verbatim_end_date": m["end_date"],
-            "drug_type_concept_id": TYPE_EHR, "quantity": number_text(m["dose"]), "days_supply": "",
-            "sig": m["sig"] or m["frequency"], "route_concept_id": 0, "drug_source_value": m["drug_name"],
-            "drug_source_concept_id": 0, "route_source_value": m["route"], "dose_unit_source_value": m["dose_unit"],
-        })
-    notes = [{"note_id": i, "person_id": person_id[r["patient_id"]], "note_date": r["report_date"],
-              "note_type_concept_id": NOTE_TYPE_RADIOLOGY, "note_class_concept_id": 0, "note_title": r["procedure"],
-              "note_text": r["text"], "encoding_concept_id": 0, "language_concept_id": 0}
-             for i, r in enumerate(_records(export.table("reports")), start=1)]
+        drugs.append(
+            {
+                "drug_exposure_id": i,
+                "person_id": person_id[m["patient_id"]],
+                "drug_concept_id": 0,
+                "drug_exposure_start_date": m["order_date"],
+                # THEMIS: the CDM end date is required; verbatim_end_date keeps the source's own.
+                "drug_exposure_end_date": m["end_date"] or m["order_date"],
+                "verbatim_end_date": m["end_date"],
+                "drug_type_concept_id": TYPE_EHR,
+                "quantity": number_text(m["dose"]),
+                "days_supply": "",
+                "sig": m["sig"] or m["frequency"],
+                "route_concept_id": 0,
+                "drug_source_value": m["drug_name"],
+                "drug_source_concept_id": 0,
+                "route_source_value": m["route"],
+                "dose_unit_source_value": m["dose_unit"],
+            }
+        )
+    notes = [
+        {
+            "note_id": i,
+            "person_id": person_id[r["patient_id"]],
+            "note_date": r["report_date"],
+            "note_type_concept_id": NOTE_TYPE_RADIOLOGY,
+            "note_class_concept_id": 0,
+            "note_title": r["procedure"],
+            "note_text": r["text"],
+            "encoding_concept_id": 0,
+            "language_concept_id": 0,
+        }
+        for i, r in enumerate(_records(export.table("reports")), start=1)
+    ]
     images = []
     for i, im in enumerate(_records(export.table("imaging")), start=1):
         place_file(export.root / im["path"], out / im["path"])
-        images.append({"image_occurrence_id": i, "person_id": person_id[im["patient_id"]],
-                       "image_occurrence_date": im["study_date"], "image_study_uid": im["study_id"],
-                       "image_series_uid": f"{im['study_id']}.{i}", "local_path": im["path"],
-                       "modality_concept_id": 0, "image_series_description": im["sequence"]})
-    tables = {"person": person, "observation_period": obs, "condition_occurrence": cond,
-              "procedure_occurrence": proc, "death": death, "drug_exposure": drugs, "note": notes,
-              "concept": concepts}
+        images.append(
+            {
+                "image_occurrence_id": i,
+                "person_id": person_id[im["patient_id"]],
+                "image_occurrence_date": im["study_date"],
+                "image_study_uid": im["study_id"],
+                "image_series_uid": f"{im['study_id']}.{i}",
+                "local_path": im["path"],
+                "modality_concept_id": 0,
+                "image_series_description": im["sequence"],
+            }
+        )
+    tables = {
+        "person": person,
+        "observation_period": obs,
+        "condition_occurrence": cond,
+        "procedure_occurrence": proc,
+        "death": death,
+        "drug_exposure": drugs,
+        "note": notes,
+        "concept": concepts,
+    }
     if images:
         tables["image_occurrence"] = images
     for name, rows in tables.items():
@@ -161,39 +258,74 @@ def native_to_fhir(native_export: Path | str, out: Path | str) -> Path:
     export = load_export(native_export)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    res: dict[str, list[dict[str, Any]]] = {k: [] for k in ("Patient", "Condition", "Procedure", "Encounter",
-                                                             "MedicationRequest", "DiagnosticReport",
-                                                             "ImagingStudy")}
+    res: dict[str, list[dict[str, Any]]] = {
+        k: []
+        for k in (
+            "Patient",
+            "Condition",
+            "Procedure",
+            "Encounter",
+            "MedicationRequest",
+            "DiagnosticReport",
+            "ImagingStudy",
+        )
+    }
     for p in _records(export.table("patients")):
         pid = p["patient_id"]
         patient: dict[str, Any] = {"resourceType": "Patient", "id": pid}
         if p["death_date"]:
             patient["deceasedDateTime"] = p["death_date"]
         res["Patient"].append(patient)
-        res["Condition"].append({
-            "resourceType": "Condition", "id": f"{pid}-dx", "subject": _ref(pid), "onsetDateTime": p["diagnosis_date"],
-            "verificationStatus": {"coding": [{"code": "confirmed"}]},
-            "code": {"coding": [{"system": SNOMED, "code": _GBM["snomed"], "display": _GBM["display"]}]},
-        })
+        res["Condition"].append(
+            {
+                "resourceType": "Condition",
+                "id": f"{pid}-dx",
+                "subject": _ref(pid),
+                "onsetDateTime": p["diagnosis_date"],
+                "verificationStatus": {"coding": [{"code": "confirmed"}]},
+                "code": {"coding": [{"system": SNOMED, "code": _GBM["snomed"], "display": _GBM["display"]}]},
+            }
+        )
         if p["surgery_date"]:
-            res["Procedure"].append({
-                "resourceType": "Procedure", "id": f"{pid}-surgery", "status": "completed", "subject": _ref(pid),
-                "code": {"coding": [{"system": CPT, "code": _RESECTION["cpt"], "display": _RESECTION["display"]}]},
-                "performedDateTime": p["surgery_date"],
-            })
+            res["Procedure"].append(
+                {
+                    "resourceType": "Procedure",
+                    "id": f"{pid}-surgery",
+                    "status": "completed",
+                    "subject": _ref(pid),
+                    "code": {
+                        "coding": [
+                            {"system": CPT, "code": _RESECTION["cpt"], "display": _RESECTION["display"]}
+                        ]
+                    },
+                    "performedDateTime": p["surgery_date"],
+                }
+            )
         if p["rt_start_date"]:
             period = {"start": p["rt_start_date"]} | ({"end": p["rt_end_date"]} if p["rt_end_date"] else {})
-            res["Procedure"].append({
-                "resourceType": "Procedure", "id": f"{pid}-rt", "status": "completed", "subject": _ref(pid),
-                "code": {"coding": [{"system": SNOMED, "code": _RT["snomed"], "display": _RT["display"]}]},
-                "performedPeriod": period,
-            })
+            res["Procedure"].append(
+                {
+                    "resourceType": "Procedure",
+                    "id": f"{pid}-rt",
+                    "status": "completed",
+                    "subject": _ref(pid),
+                    "code": {
+                        "coding": [{"system": SNOMED, "code": _RT["snomed"], "display": _RT["display"]}]
+                    },
+                    "performedPeriod": period,
+                }
+            )
         if p["last_followup_date"]:
-            res["Encounter"].append({
-                "resourceType": "Encounter", "id": f"{pid}-last-contact", "status": "finished",
-                "class": {"code": "AMB"}, "subject": _ref(pid),
-                "period": {"start": p["last_followup_date"], "end": p["last_followup_date"]},
-            })
+            res["Encounter"].append(
+                {
+                    "resourceType": "Encounter",
+                    "id": f"{pid}-last-contact",
+                    "status": "finished",
+                    "class": {"code": "AMB"},
+                    "subject": _ref(pid),
+                    "period": {"start": p["last_followup_date"], "end": p["last_followup_date"]},
+                }
+            )
     for m in _records(export.table("medications")):
         dosage: dict[str, Any] = {}
         if m["sig"]:
@@ -201,37 +333,74 @@ def native_to_fhir(native_export: Path | str, out: Path | str) -> Path:
         timing: dict[str, Any] = {}
         if m["frequency"]:
             timing["code"] = {"text": m["frequency"]}
-        timing["repeat"] = {"boundsPeriod": {"start": m["order_date"]} | ({"end": m["end_date"]} if m["end_date"] else {})}
+        timing["repeat"] = {
+            "boundsPeriod": {"start": m["order_date"]} | ({"end": m["end_date"]} if m["end_date"] else {})
+        }
         dosage["timing"] = timing
         if m["route"]:
             dosage["route"] = {"text": m["route"]}
-        quantity = ({"value": float(m["dose"])} if m["dose"] else {}) | ({"unit": m["dose_unit"]} if m["dose_unit"] else {})
+        quantity = ({"value": float(m["dose"])} if m["dose"] else {}) | (
+            {"unit": m["dose_unit"]} if m["dose_unit"] else {}
+        )
         if quantity:
             dosage["doseAndRate"] = [{"doseQuantity": quantity}]
-        res["MedicationRequest"].append({
-            "resourceType": "MedicationRequest", "id": m["medication_id"], "status": "active", "intent": "order",
-            "medicationCodeableConcept": {"text": m["drug_name"]}, "subject": _ref(m["patient_id"]),
-            "authoredOn": m["order_date"], "dosageInstruction": [dosage],
-        })
+        res["MedicationRequest"].append(
+            {
+                "resourceType": "MedicationRequest",
+                "id": m["medication_id"],
+                "status": "active",
+                "intent": "order",
+                "medicationCodeableConcept": {"text": m["drug_name"]},
+                "subject": _ref(m["patient_id"]),
+                "authoredOn": m["order_date"],
+                "dosageInstruction": [dosage],
+            }
+        )
     for r in _records(export.table("reports")):
-        code = {"text": r["procedure"]} if r["procedure"] else {"coding": [{"system": LOINC, "code": "18748-4"}]}
-        res["DiagnosticReport"].append({
-            "resourceType": "DiagnosticReport", "id": r["report_id"], "status": "final", "subject": _ref(r["patient_id"]),
-            "category": [{"coding": [{"system": V2_0074, "code": "RAD"}]}], "code": code,
-            "effectiveDateTime": r["report_date"],
-            "presentedForm": [{"contentType": "text/plain; charset=utf-8",
-                               "data": base64.b64encode(r["text"].encode("utf-8")).decode("ascii")}],
-        })
+        code = (
+            {"text": r["procedure"]} if r["procedure"] else {"coding": [{"system": LOINC, "code": "18748-4"}]}
+        )
+        res["DiagnosticReport"].append(
+            {
+                "resourceType": "DiagnosticReport",
+                "id": r["report_id"],
+                "status": "final",
+                "subject": _ref(r["patient_id"]),
+                "category": [{"coding": [{"system": V2_0074, "code": "RAD"}]}],
+                "code": code,
+                "effectiveDateTime": r["report_date"],
+                "presentedForm": [
+                    {
+                        "contentType": "text/plain; charset=utf-8",
+                        "data": base64.b64encode(r["text"].encode("utf-8")).decode("ascii"),
+                    }
+                ],
+            }
+        )
     image_map = []
     studies: dict[str, dict[str, Any]] = {}
     for i, im in enumerate(_records(export.table("imaging")), start=1):
         place_file(export.root / im["path"], out / im["path"])
-        study = studies.setdefault(im["study_id"], {
-            "resourceType": "ImagingStudy", "id": im["study_id"], "status": "available",
-            "subject": _ref(im["patient_id"]), "started": im["study_date"], "series": []})
+        study = studies.setdefault(
+            im["study_id"],
+            {
+                "resourceType": "ImagingStudy",
+                "id": im["study_id"],
+                "status": "available",
+                "subject": _ref(im["patient_id"]),
+                "started": im["study_date"],
+                "series": [],
+            },
+        )
         uid = f"{im['study_id']}.{i}"
-        study["series"].append({"uid": uid, "modality": {"system": DICOM_MODALITY, "code": "MR"},
-                                "description": im["sequence"], "started": im["study_date"]})
+        study["series"].append(
+            {
+                "uid": uid,
+                "modality": {"system": DICOM_MODALITY, "code": "MR"},
+                "description": im["sequence"],
+                "started": im["study_date"],
+            }
+        )
         image_map.append({"series_uid": uid, "path": im["path"]})
     res["ImagingStudy"] = list(studies.values())
     for rtype, items in res.items():

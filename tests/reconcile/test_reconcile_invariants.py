@@ -45,7 +45,7 @@ def frame(rows: list[tuple[str, str, int, str]]) -> pd.DataFrame:
     )
 
 
-@settings(max_examples=60, deadline=None, derandomize=True)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(st.lists(event, max_size=12))
 def test_earliest_is_never_later_and_dates_are_event_dates(rows: list) -> None:
     ev = frame(rows)

@@ -69,6 +69,13 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
 
 
+def _fmt_series(values: pd.Series) -> pd.Series:
+    """:func:`_fmt` per row via the distinct values (doses repeat); blank for NaN."""
+    v = values.astype("float64")
+    labels = {x: _fmt(x) for x in v.dropna().unique()}
+    return v.map(labels).astype(object).where(v.notna(), "")
+
+
 def _quarantine_rows(s: pd.DataFrame, reason: pd.Series, column: pd.Series) -> pd.DataFrame:
     """Quarantine frame for rows of ``s`` with a non-null ``reason`` (values redacted for free text)."""
     bad = reason.notna()
@@ -141,9 +148,9 @@ def _dose_text(o: pd.DataFrame) -> pd.Series:
     per = o["per_day"].astype("float64").round(6)
     label = per.map(_FREQ_LABEL).fillna(per.map(lambda x: f"{x:g}x/day", na_action="ignore")).fillna("")
     label = label.where(~o["once"].astype(bool), "once")
-    mg = o["mg_per_admin"].astype("float64").map(_fmt, na_action="ignore").fillna("")
+    mg = _fmt_series(o["mg_per_admin"])
     text = mg + " mg " + label
-    text = text.where(~o["taper"].astype(bool), "taper from " + o["drug_mg_per_day"].astype("float64").map(_fmt) +
+    text = text.where(~o["taper"].astype(bool), "taper from " + _fmt_series(o["drug_mg_per_day"]) +
                       " mg/day")
     return text.where(~o["dose_pack"].astype(bool), "dose pack")
 
@@ -329,21 +336,24 @@ def _events(fired: list[pd.DataFrame], o: pd.DataFrame, pids: np.ndarray, settin
     ev = ev.loc[ev["oidx"].notna()].copy()
     ev["oidx"] = ev["oidx"].astype("int64")
     src = o.loc[ev["oidx"].to_numpy()]
-    drug = src["drug"].to_numpy()
-    dose = _dose_text(src).to_numpy()
-    val = ev["value"].map(_fmt).to_numpy()
-    det = ev["detail"].to_numpy()
+    drug = src["drug"].to_numpy(dtype=object)
+    dose = _dose_text(src).to_numpy(dtype=object)
+    val = _fmt_series(ev["value"]).to_numpy(dtype=object)
+    det = ev["detail"].to_numpy(dtype="float64")
     kind = ev["kind"].to_numpy()
     window = int(settings["frequency_window_days"])
-    evidence = []
-    for k, d, ds, v, x in zip(kind, drug, dose, val, det):
-        if k == "new_course":
-            after = "with no earlier course" if np.isnan(x) else f"after {int(x)} steroid-free days"
-            evidence.append(f"{d} restarted {ds} ({v} mg/day dex-eq) {after}")
-        elif k == "dose_rise":
-            evidence.append(f"{d} raised to {v} mg/day dex-eq ({ds}) from a post-treatment nadir of {_fmt(x)} mg/day")
-        else:
-            evidence.append(f"{int(x)} steroid prescriptions within {window} days, latest {d} {ds} ({v} mg/day dex-eq)")
+    free = np.where(np.isnan(det), "with no earlier course",
+                    "after " + pd.Series(np.nan_to_num(det)).astype("int64").astype(str).to_numpy(dtype=object)
+                    + " steroid-free days")
+    nadir = _fmt_series(pd.Series(det)).to_numpy(dtype=object)
+    count = pd.Series(np.nan_to_num(det)).astype("int64").astype(str).to_numpy(dtype=object)
+    evidence = np.select(
+        [kind == "new_course", kind == "dose_rise"],
+        [drug + " restarted " + dose + " (" + val + " mg/day dex-eq) " + free,
+         drug + " raised to " + val + " mg/day dex-eq (" + dose + ") from a post-treatment nadir of " + nadir
+         + " mg/day"],
+        count + f" steroid prescriptions within {window} days, latest " + drug + " " + dose + " (" + val
+        + " mg/day dex-eq)")
     conf = {k: float(settings[f"confidence_{k}"]) for k in RULE_NAMES}
     out = pd.DataFrame({
         "patient_id": pids[ev["pcode"].to_numpy(dtype="int64")],
@@ -390,7 +400,7 @@ def _courses_table(counted: pd.DataFrame, disc: pd.DataFrame, pids: np.ndarray, 
     pid = pids[t["pcode"].to_numpy()]
     return pd.DataFrame({
         "patient_id": pid,
-        "course_id": pd.Series(pid).str.cat(seq.map(lambda k: f"SC{k:02d}"), sep="-").to_numpy(),
+        "course_id": (pd.Series(pid) + "-SC" + seq.astype(str).str.zfill(2).to_numpy()).to_numpy(),
         "start_date": to_dates(t["start"].to_numpy()),
         "end_date": to_dates(t["stop"].to_numpy()),
         "days": (t["stop"] - t["start"] + 1).to_numpy(dtype="int64"),

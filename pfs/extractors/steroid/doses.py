@@ -328,7 +328,8 @@ def parse_orders(meds: pd.DataFrame, drug: pd.Series, rules: SteroidRules,
         "no dose in the dose column or the sig").astype(object)
     kind = U["kind"].to_numpy()
     has = ~np.isnan(dose)
-    unit_text = meds["dose_unit"].fillna("").astype(str).to_numpy()
+    unit_text = meds["dose_unit"].fillna("").astype(str)
+    quoted = unit_text.map({u: repr(u) for u in unit_text.unique()}).to_numpy(dtype=object)
     mg = np.select(
         [~has, kind == "mass", kind == "tablet", kind == "ml", kind == "conc", kind == "blank"],
         [sig_mg, dose * U["factor"].to_numpy(dtype="float64"), dose * strength, dose * conc, dose * vol, sig_mg],
@@ -340,13 +341,13 @@ def parse_orders(meds: pd.DataFrame, drug: pd.Series, rules: SteroidRules,
          (kind == "conc") & np.isnan(vol), kind == "conc",
          (kind == "blank") & np.isnan(sig_mg), kind == "blank"],
         [sig_why, "dose is zero", None,
-         pd.Series(unit_text).map(lambda u: f"dose in {u!r} but no mg strength in the drug name").to_numpy(), None,
+         "dose in " + quoted + " but no mg strength in the drug name", None,
          "dose in mL but no mg/mL concentration in the drug name or sig", None,
          "dose unit mg/mL without a volume in the sig", None,
          "dose without a unit, and no mg amount in the sig", None],
         None).astype(object)
     unknown = has & (kind == "unknown")
-    why = np.where(unknown, pd.Series(unit_text).map(lambda u: f"unknown dose unit {u!r}").to_numpy(), why)
+    why = np.where(unknown, "unknown dose unit " + quoted, why)
     why_col = np.where(~has, "sig", np.where(has & (dose == 0), "dose", "dose_unit")).astype(object)
     mg = np.where(pd.isna(why), mg, np.nan)
 
@@ -381,15 +382,15 @@ def parse_orders(meds: pd.DataFrame, drug: pd.Series, rules: SteroidRules,
             out.loc[rows, ["problem", "problem_column"]] = None
 
     # Dose packs named in the drug name or the sig, for their own drug only.
-    text = _per_distinct(name + " " + sig, lambda t: (normalise_one(t),), ["t"])["t"]
     drug_arr = drug.fillna("").to_numpy()
     for pack in rules.dose_packs:
         candidates = drug_arr == pack.drug
         if not candidates.any():
             continue
         hit = np.zeros(len(out), dtype=bool)
-        hit[candidates] = _per_distinct(text[candidates], lambda t, p=pack: (bool(p.pattern.search(t)),),
-                                        ["h"])["h"].to_numpy(dtype=bool)
+        for text in (name, sig):
+            hit[candidates] |= _per_distinct(text[candidates], lambda t, p=pack: (bool(p.pattern.search(normalise_one(t))),),
+                                             ["h"])["h"].to_numpy(dtype=bool)
         hit &= ~out["dose_pack"].to_numpy(dtype=bool)
         if not hit.any():
             continue
