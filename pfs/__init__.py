@@ -9,7 +9,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "extract", "load_export", "synth", "validate"]
+__all__ = ["__version__", "compare", "convert", "extract", "load_export", "plot", "report", "synth", "validate"]
 
 
 def extract(export_dir: Any, out: Any = None, **kwargs: Any) -> Any:
@@ -36,3 +36,31 @@ def synth(out: Any, patients: int = 20, seed: int = 0, **kwargs: Any) -> Any:
     from pfs.synth import synthesize
 
     return synthesize(out, patients=patients, seed=seed, **kwargs)
+
+
+def compare(out: Any, annotations: Any) -> Any:
+    """Run ``pfs compare``; returns the comparison DataFrame (also written to OUT/comparison.csv/.md)."""
+    from pfs.evaluate.compare import compare as _compare
+
+    return _compare(out, annotations)
+
+
+def plot(out: Any, annotations: Any = None) -> Any:
+    """Run ``pfs plot``; returns the paths of the PNG and SVG files written under OUT/plots."""
+    from pfs.report.plots import plot as _plot
+
+    return _plot(out, annotations)
+
+
+def report(out: Any, annotations: Any = None, output: Any = None) -> Any:
+    """Run ``pfs report``; returns the path of the self-contained HTML file."""
+    from pfs.report.html import report as _report
+
+    return _report(out, annotations, output)
+
+
+def convert(src: Any, out: Any, fmt: str, **options: Any) -> Any:
+    """Run ``pfs convert`` (OMOP or FHIR to the native layout); returns a ConvertResult."""
+    from pfs.io.convert import convert as _convert
+
+    return _convert(src, out, fmt, **options)

@@ -211,9 +211,12 @@ def compare(
 ) -> None:
     """Compare every source and the reconciled endpoint with manual annotations."""
     from pfs.evaluate.compare import compare as run_compare
+    from pfs.evaluate.compare import summary
 
     table = run_compare(out, annotations)
-    _console().print(table.to_string(index=False))
+    console = _console()
+    console.print(summary(table).to_string(index=False))
+    console.print(f"full table: {out / 'comparison.md'} and {out / 'comparison.csv'}")
 
 
 @app.command()

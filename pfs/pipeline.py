@@ -57,7 +57,7 @@ def endpoints_for(export: Export, events: pd.DataFrame, config: Config,
     for source in sources:
         ev = events.loc[events["source"] == source]
         frames.append(build_endpoints(patients, ev, source, index_date=settings["index_date"], last_followup=fu))
-    reconciled = reconcile_events(events, patients, config.section("reconcile"))
+    reconciled = reconcile_events(events, patients, config.section("reconcile"), index_date=settings["index_date"])
     frames.append(build_endpoints(patients, reconciled, "reconciled", index_date=settings["index_date"],
                                   last_followup=fu))
     return conform(pd.concat(frames, ignore_index=True), "endpoints"), reconciled

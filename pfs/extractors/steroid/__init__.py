@@ -214,7 +214,9 @@ def extract(export: Any, config: Config) -> ExtractorResult:
     active = set(settings["rules"])
     fired = []
     if "new_course" in active:
-        fired.append(new_course(counted_courses, peri_end, settings))
+        death_days = np.where(np.isnan(death_day.astype("float64")) | (death_day == np.iinfo("int64").max), np.nan,
+                              death_day.astype("float64"))
+        fired.append(new_course(counted_courses, peri_end, settings, death_days))
     if "dose_rise" in active:
         fired.append(dose_rise(runs, peri_end, settings))
     if "prescription_frequency" in active:

@@ -43,8 +43,13 @@ def peri_treatment_end(patients: pd.DataFrame, settings: dict[str, Any]) -> pd.S
     return days
 
 
-def new_course(courses: pd.DataFrame, peri_end: np.ndarray, settings: dict[str, Any]) -> pd.DataFrame:
+def new_course(courses: pd.DataFrame, peri_end: np.ndarray, settings: dict[str, Any],
+               end_of_record: np.ndarray | None = None) -> pd.DataFrame:
     """A countable course that starts after the peri-treatment period after >= K steroid-free days.
+
+    The course must also last ``new_course_min_days`` unless it runs into ``end_of_record`` (death,
+    indexed by pcode; NaN when alive): oedema from a growing tumour keeps needing steroids, while
+    radiation necrosis and pseudoprogression courses tend to be short.
 
     ``courses`` are the countable courses (see :func:`~pfs.extractors.steroid.exposure.group_courses`);
     ``free_before`` is NaN for a patient's first course, which counts as preceded by an unlimited
@@ -59,6 +64,12 @@ def new_course(courses: pd.DataFrame, peri_end: np.ndarray, settings: dict[str, 
         & (np.isnan(free) | (free >= int(settings["new_course_min_free_days"])))
         & (courses["start_level"].to_numpy() >= float(settings["new_course_min_peak_mg"]) - 1e-9)
     )
+    days = courses["stop"].to_numpy() - courses["start"].to_numpy() + 1
+    long_enough = days >= int(settings.get("new_course_min_days", 1))
+    if end_of_record is not None:
+        eor = end_of_record[courses["pcode"].to_numpy(dtype="int64")]
+        long_enough |= ~np.isnan(eor) & (courses["stop"].to_numpy() >= np.nan_to_num(eor) - 1)
+    fire &= long_enough
     c = courses.loc[fire]
     return pd.DataFrame({"pcode": c["pcode"].to_numpy(dtype="int64"), "day": c["start"].to_numpy(dtype="int64"),
                          "kind": "new_course", "value": c["start_level"].to_numpy(dtype="float64"),
