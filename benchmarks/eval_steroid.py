@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/eval_steroid.py --patients 300 --seed 1 [--out DIR] [--set steroid.key=value ...]
+    .venv/bin/python benchmarks/eval_steroid.py --patients 300 --seed 1 [--out DIR] [--set steroid.KEY=VALUE]
 
 Synthesises a cohort (``pfs.synth.synthesize`` without images; if the report generator is not
 ready, the export is written from the course and medication generators directly), loads it with
@@ -37,7 +37,9 @@ REFERENCE_LAG_MONTHS = 5.2
 EARLY_TOLERANCE_DAYS = 30
 
 
-def build_cohort(out: Path, patients: int, seed: int) -> tuple[Path, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def build_cohort(
+    out: Path, patients: int, seed: int
+) -> tuple[Path, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(export dir, annotations, truth_patients, medications with truth columns)."""
     from pfs.io.output import write_table
     from pfs.synth import annotations_frame, patients_frame, truth_frames
@@ -67,8 +69,10 @@ def score(events: pd.DataFrame, patients: pd.DataFrame, ref: pd.Series) -> dict[
     """Figures of one reference date series (patient_id -> date or NaT)."""
     pts = patients.set_index("patient_id")
     ev = events.merge(pts[["surgery_date", "death_date"]], left_on="patient_id", right_index=True)
-    ev = ev.loc[(ev["event_date"] >= ev["surgery_date"])
-                & (ev["death_date"].isna() | (ev["event_date"] <= ev["death_date"]))]
+    ev = ev.loc[
+        (ev["event_date"] >= ev["surgery_date"])
+        & (ev["death_date"].isna() | (ev["event_date"] <= ev["death_date"]))
+    ]
     first = ev.groupby("patient_id")["event_date"].min().reindex(pts.index)
     ref = ref.reindex(pts.index)
     prog = ref.notna()
@@ -80,8 +84,9 @@ def score(events: pd.DataFrame, patients: pd.DataFrame, ref: pd.Series) -> dict[
         "patients": int(len(pts)),
         "progressors": int(prog.sum()),
         "sensitivity": float(detected.sum() / max(1, prog.sum())),
-        "sensitivity_not_early": float((detected & (lag.reindex(pts.index) >= -EARLY_TOLERANCE_DAYS)).sum()
-                                       / max(1, prog.sum())),
+        "sensitivity_not_early": float(
+            (detected & (lag.reindex(pts.index) >= -EARLY_TOLERANCE_DAYS)).sum() / max(1, prog.sum())
+        ),
         "false_events_per_patient": float(false.sum() / max(1, len(pts))),
         "events_per_patient": float(len(ev) / max(1, len(pts))),
         "non_progressors_with_event": float((~prog & first.notna()).sum() / max(1, (~prog).sum())),
@@ -147,26 +152,50 @@ def main(argv: list[str] | None = None) -> int:
     result = extract(export, cfg)
     dt = time.perf_counter() - t0
     patients = export.table("patients")
-    print(f"cohort: {args.patients} patients, seed {args.seed}; {len(export.table('medications'))} medication rows; "
-          f"extract {dt:.2f} s")
+    print(
+        f"cohort: {args.patients} patients, seed {args.seed}; "
+        f"{len(export.table('medications'))} medication rows; "
+        f"extract {dt:.2f} s"
+    )
     print("counts:", result.counts)
     print("events by rule:", result.events["kind"].value_counts().to_dict())
     refs = {
-        "annotation (manual RANO)": pd.to_datetime(ann.set_index("patient_id")["progression_date"].replace("", None)),
-        "RANO date (truth)": pd.to_datetime(truth.set_index("patient_id")["rano_progression_date"].replace("", None)),
+        "annotation (manual RANO)": pd.to_datetime(
+            ann.set_index("patient_id")["progression_date"].replace("", None)
+        ),
+        "RANO date (truth)": pd.to_datetime(
+            truth.set_index("patient_id")["rano_progression_date"].replace("", None)
+        ),
         "biological onset (truth)": pd.to_datetime(
-            truth.set_index("patient_id")["true_progression_date"].replace("", None)),
+            truth.set_index("patient_id")["true_progression_date"].replace("", None)
+        ),
     }
     for name, ref in refs.items():
         s = score(result.events, patients, ref)
         print(f"\nvs {name}: progressors {s['progressors']}/{s['patients']}")
-        print(f"  sensitivity {s['sensitivity']:.1%} (first event not >30 d early: {s['sensitivity_not_early']:.1%}); "
-              f"reference study 63 %")
-        print(f"  false events/patient {s['false_events_per_patient']:.2f}; events/patient "
-              f"{s['events_per_patient']:.2f}; non-progressors with an event {s['non_progressors_with_event']:.1%}")
-        print(f"  lag of first event: median {s['lag_median_days']:.0f} d, mean {s['lag_mean_days']:.0f} d "
-              f"({s['lag_mean_days'] / 30.44:.1f} months; reference study +{REFERENCE_LAG_MONTHS} months); "
-              f"first event >30 d early in {s['first_event_early_share']:.1%} of detected")
+        print(
+            f"  sensitivity {s['sensitivity']:.1%} "
+            f"(first event not >30 d early: {s['sensitivity_not_early']:.1%}); "
+            f"reference study 63 %"
+        )
+        print(
+            f"  false events/patient {s['false_events_per_patient']:.2f}; events/patient "
+            f"{s['events_per_patient']:.2f}; "
+            f"non-progressors with an event {s['non_progressors_with_event']:.1%}"
+        )
+        print(
+            f"  lag of first event: median {s['lag_median_days']:.0f} d, mean {s['lag_mean_days']:.0f} d "
+            f"({s['lag_mean_days'] / 30.44:.1f} months; reference study +{REFERENCE_LAG_MONTHS} months); "
+            f"first event >30 d early in {s['first_event_early_share']:.1%} of detected"
+        )
+    ann_ref = refs["annotation (manual RANO)"]
+    prog_ids = set(ann_ref.dropna().index)
+    with_course = set(meds_truth.loc[meds_truth["_truth_intent"] == "progression", "patient_id"])
+    print(
+        f"\ngenerator ceiling: {len(prog_ids & with_course) / max(1, len(prog_ids)):.1%} "
+        "of annotated progressors "
+        "were given a steroid course for their progression at all"
+    )
     acc = parser_accuracy(meds_truth, export, result)
     print("\nparser vs generator truth:", {k: round(v, 4) for k, v in acc.items()})
     if tmp is not None:

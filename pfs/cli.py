@@ -51,6 +51,18 @@ def _console():
     return Console(stderr=True)
 
 
+def rich_table(frame, title: str | None = None):
+    """A DataFrame as a rich Table, so wide comparison tables stay readable in a terminal."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in frame.columns:
+        table.add_column(str(col), justify="left" if col == frame.columns[0] else "right")
+    for row in frame.itertuples(index=False):
+        table.add_row(*["" if v is None else str(v) for v in row])
+    return table
+
+
 def _split_sources(sources: str | None) -> list[str] | None:
     return [s.strip() for s in sources.split(",") if s.strip()] if sources else None
 
@@ -215,7 +227,7 @@ def compare(
 
     table = run_compare(out, annotations)
     console = _console()
-    console.print(summary(table).to_string(index=False))
+    console.print(rich_table(summary(table), title="pfs compare"))
     console.print(f"full table: {out / 'comparison.md'} and {out / 'comparison.csv'}")
 
 

@@ -35,8 +35,8 @@ def _optional(module: str, func: str):
     return getattr(mod, func, None)
 
 
-def run_demo(cache_dir: Path | str, patients: int = 12, images: bool = True, console: Any = None) -> list[str]:
-    """Synthesise (or reuse) a cohort, extract, compare, plot and report; returns lines to print."""
+def run_demo(cache_dir: Path | str, patients: int = 12, images: bool = True, console: Any = None) -> list[Any]:
+    """Synthesise (or reuse) a cohort, extract, compare, plot and report; returns lines (or rich tables) to print."""
     from pfs.pipeline import run_extract
 
     cache_dir = Path(cache_dir)
@@ -53,8 +53,11 @@ def run_demo(cache_dir: Path | str, patients: int = 12, images: bool = True, con
     if compare is not None:
         say("comparing with the synthetic annotations")
         table = compare(out, annotations)
+        summary = _optional("pfs.evaluate.compare", "summary")
         lines.append(f"comparison:  {out / 'comparison.md'}")
-        lines.append(table.to_string(index=False))
+        from pfs.cli import rich_table
+
+        lines.append(rich_table(summary(table) if summary else table, title="comparison with the annotations"))
     else:
         lines.append("comparison:  not built in this version")
     plot = _optional("pfs.report.plots", "plot")

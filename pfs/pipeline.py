@@ -25,6 +25,9 @@ from pfs.settings import Config, load_config
 
 log = logging.getLogger(__name__)
 
+#: The input table each source reads; a source whose table is absent is skipped, not run on nothing.
+SOURCE_TABLES = {"steroid": "medications", "nlp": "reports", "imaging": "imaging"}
+
 
 @dataclass
 class RunResult:
@@ -119,6 +122,11 @@ def run_extract(
         if module is None:
             source_status[source] = {"status": "not built in this version", "events": 0}
             log.warning("source %s is not built in this version of pfs; skipped", source)
+            continue
+        needs = SOURCE_TABLES[source]
+        if not export.has(needs):
+            # A source with no input at all would otherwise report "0 % progression", which is not a finding.
+            source_status[source] = {"status": f"skipped: no {needs} table in the export", "events": 0}
             continue
         say(f"running {source} extractor")
         try:

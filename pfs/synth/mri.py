@@ -343,7 +343,9 @@ def _resampled(spacing: tuple[float, float, float], orientation: str, oblique_de
     for name, m in atlas.maps.items():
         # Thin structures would alias away on a coarse grid; the smooth probability and distance maps do not.
         src = ndi.gaussian_filter(m, sigma) if max(sigma) > 0 and name in _THIN_MAPS else m
-        out[name] = ndi.map_coordinates(src, coords, order=1, mode="constant", cval=0.0).reshape(shape).astype(np.float32)
+        # Beyond the template is air: far outside the head, not on the brain surface.
+        cval = 1000.0 if name == "outside" else 0.0
+        out[name] = ndi.map_coordinates(src, coords, order=1, mode="constant", cval=cval).reshape(shape).astype(np.float32)
     return aff, shape, out
 
 
@@ -522,7 +524,7 @@ def _render_site(grid: _Grid, labels: np.ndarray, rng: np.random.Generator, cent
 
     les = params.lesion
     vox_ml = float(np.prod(grid.spacing)) / 1000.0
-    n_et = int(round(et_ml / vox_ml)) if et_ml >= les["min_enhancing_ml"] else 0
+    n_et = int(round(et_ml / vox_ml))
     span = np.clip((et_ml - les["necrosis_from_ml"]) / (les["necrosis_full_ml"] - les["necrosis_from_ml"]), 0, 1)
     k = necrotic_fraction * float(span)
     total_ml = et_ml / max(1 - k ** 3, 1e-6)
@@ -681,10 +683,13 @@ def _study(course: PatientCourse, scan: Scan, plan: _Plan, rng: np.random.Genera
     et_target = min(et_true, les["max_enhancing_ml"])
     flair_target = min(flair_true, les["max_flair_ml"])
     capped = et_target < et_true or flair_target < flair_true
+    if et_target < les["min_enhancing_ml"]:
+        et_target = 0.0  # below what any reader or segmenter would call enhancement: drawn as none
+    # The threshold applies to the study, not to each site, so local + distant always add up to the truth.
     distant_ml = min(float(scan.distant_lesion_ml), et_target)
     local_ml = max(et_target - distant_ml, 0.0)
-    distant_flair = distant_ml * (1 + les["distant_oedema_per_ml"]) if distant_ml >= les["min_enhancing_ml"] else 0.0
-    n_local = _render_site(grid, labels, rng, plan.lesion_centre, plan.lesion_shape, local_ml,
+    distant_flair = distant_ml * (1 + les["distant_oedema_per_ml"])
+    _render_site(grid, labels, rng, plan.lesion_centre, plan.lesion_shape, local_ml,
                            max(flair_target - distant_flair, 0.0), plan.necrotic_fraction, params,
                            (plan.cavity_centre, cav_radius, plan.cavity_shape))
     n_distant = 0
@@ -734,7 +739,6 @@ def _study(course: PatientCourse, scan: Scan, plan: _Plan, rng: np.random.Genera
         "oblique_deg": scanner.oblique_deg, "skull_stripped": int(scanner.skull_stripped),
         "dtype": scanner.dtype, "has_t1": int(scan.has_t1), "mask_path": mask_rel.as_posix(),
     }
-    del n_local
     return rows, truth_row
 
 

@@ -56,6 +56,7 @@ class StudyImages:
     grid: Grid
     t1: np.ndarray | None = None
     flair: np.ndarray | None = None
+    t2: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
     reference: object | None = None  # the SimpleITK T1C image, for writing masks in its geometry
 
@@ -161,8 +162,9 @@ def to_array(image) -> np.ndarray:
     return _sitk().GetArrayFromImage(image).astype(np.float32, copy=False)
 
 
-def load_study(paths: dict[str, Path], *, min_overlap: float = 0.5) -> tuple[StudyImages, dict[str, str]]:
-    """Read the sequences of one study; T1C is required, T1 and FLAIR are used when readable.
+def load_study(paths: dict[str, Path], *, optional: tuple[str, ...] = ("T1", "FLAIR"),
+               min_overlap: float = 0.5) -> tuple[StudyImages, dict[str, str]]:
+    """Read the sequences of one study; T1C is required, the ``optional`` ones are used when readable.
 
     Returns the images and ``{sequence: reason}`` for optional sequences that could not be used
     (the caller quarantines those rows; the study goes on without them).
@@ -176,7 +178,7 @@ def load_study(paths: dict[str, Path], *, min_overlap: float = 0.5) -> tuple[Stu
     grid = grid_of(t1c_img)
     images = StudyImages(t1c=to_array(t1c_img), grid=grid, reference=t1c_img)
     failed: dict[str, str] = {}
-    for seq in ("T1", "FLAIR"):
+    for seq in optional:
         if seq not in paths:
             continue
         try:

@@ -111,5 +111,5 @@ def set_sentences(doc: Doc) -> Doc:
     if len(doc) == 0:
         return doc
     starts = sentence_starts([t.text for t in doc])
-    doc.from_array([SENT_START], starts.reshape(-1, 1))
+    doc.from_array([SENT_START], starts.astype("uint64").reshape(-1, 1))
     return doc

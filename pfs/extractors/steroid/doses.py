@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,22 +25,64 @@ from pfs.extractors.steroid.drugs import SteroidRules, normalise_one
 FREQUENCY_FILE = "steroid_frequencies.json"
 _FREQ_KEYS = {"description", "sources", "once", "prn", "every_hours", "times_per_day", "fixed"}
 _NUM = r"(\d+(?:\.\d+)?|\.\d+)"
-_WORD_NUMBERS = {"one": 1.0, "two": 2.0, "three": 3.0, "four": 4.0, "five": 5.0, "six": 6.0, "half": 0.5,
-                 "1/2": 0.5, "½": 0.5, "one half": 0.5, "1 1/2": 1.5, "one and a half": 1.5}
-_UNIT_MG = {"mg": 1.0, "milligram": 1.0, "milligrams": 1.0, "mgs": 1.0, "g": 1000.0, "gm": 1000.0, "gram": 1000.0,
-            "grams": 1000.0, "mcg": 0.001, "ug": 0.001, "µg": 0.001, "microgram": 0.001, "micrograms": 0.001}
-_UNIT_TABLET = {"tab", "tabs", "tablet", "tablets", "cap", "caps", "capsule", "capsules", "each", "ea", "pill",
-                "pills"}
+_WORD_NUMBERS = {
+    "one": 1.0,
+    "two": 2.0,
+    "three": 3.0,
+    "four": 4.0,
+    "five": 5.0,
+    "six": 6.0,
+    "half": 0.5,
+    "1/2": 0.5,
+    "½": 0.5,
+    "one half": 0.5,
+    "1 1/2": 1.5,
+    "one and a half": 1.5,
+}
+_UNIT_MG = {
+    "mg": 1.0,
+    "milligram": 1.0,
+    "milligrams": 1.0,
+    "mgs": 1.0,
+    "g": 1000.0,
+    "gm": 1000.0,
+    "gram": 1000.0,
+    "grams": 1000.0,
+    "mcg": 0.001,
+    "ug": 0.001,
+    "µg": 0.001,
+    "microgram": 0.001,
+    "micrograms": 0.001,
+}
+_UNIT_TABLET = {
+    "tab",
+    "tabs",
+    "tablet",
+    "tablets",
+    "cap",
+    "caps",
+    "capsule",
+    "capsules",
+    "each",
+    "ea",
+    "pill",
+    "pills",
+}
 _UNIT_ML = {"ml", "mls", "milliliter", "milliliters", "millilitre", "cc"}
 _UNIT_CONC = {"mg/ml", "mg/ ml", "mg /ml", "mg per ml"}
 _MASS = r"(mg|milligrams?|mcg|micrograms?|ug|µg|g|gm|grams?)"
 _STRENGTH = re.compile(_NUM + r"\s?" + _MASS + r"(?!\s?/|[a-z])")
 _CONCENTRATION = re.compile(_NUM + r"\s?mg\s?/\s?" + r"(\d+(?:\.\d+)?)?\s?ml\b")
 _TOTAL = re.compile(_NUM + r"\s?" + _MASS + r"\s(?:total|in total)\b")
-_TAKE_UNITS = re.compile(r"(?:take|give|takes|administer|use)?\s?(one and a half|1 1/2|one half|half|1/2|½|one|two|three|"
-                         r"four|five|six|" + r"\d+(?:\.\d+)?)\s?(?:(?:one|two|three|four|half)\s)?(?:tablets?|tabs?|capsules?|caps?|pills?)\b")
+_TAKE_UNITS = re.compile(
+    r"(?:take|give|takes|administer|use)?\s?(one and a half|1 1/2|one half|half|1/2|½|one|two|three|"
+    r"four|five|six|"
+    + r"\d+(?:\.\d+)?)\s?(?:(?:one|two|three|four|half)\s)?(?:tablets?|tabs?|capsules?|caps?|pills?)\b"
+)
 _VOLUME = re.compile(_NUM + r"\s?(?:ml|mls|milliliters?|cc)\b")
-_DURATION = re.compile(r"(?:\bx|\bfor|×|\btimes)\s?" + r"(\d+|one|two|three|four|five|six)\s?(days?|d|weeks?|wks?|w)\b")
+_DURATION = re.compile(
+    r"(?:\bx|\bfor|×|\btimes)\s?" + r"(\d+|one|two|three|four|five|six)\s?(days?|d|weeks?|wks?|w)\b"
+)
 _STOP = re.compile(r"\b(?:stop|off|discontinue|dc|d/c|done|end)\b")
 
 
@@ -57,7 +99,9 @@ def parse_frequency_rules(data: dict[str, Any]) -> FrequencyRules:
     """Validate and compile the frequency vocabulary (shape of ``pfs/rules/steroid_frequencies.json``)."""
     unknown = set(data) - _FREQ_KEYS
     if unknown:
-        raise RuleFileError(f"{FREQUENCY_FILE}: unknown key(s) {sorted(unknown)} (allowed: {sorted(_FREQ_KEYS)})")
+        raise RuleFileError(
+            f"{FREQUENCY_FILE}: unknown key(s) {sorted(unknown)} (allowed: {sorted(_FREQ_KEYS)})"
+        )
 
     def comp(p: str) -> re.Pattern[str]:
         try:
@@ -71,7 +115,9 @@ def parse_frequency_rules(data: dict[str, Any]) -> FrequencyRules:
         if bad:
             raise RuleFileError(f"{FREQUENCY_FILE}: unknown key(s) {sorted(bad)} in a 'fixed' entry")
         if not isinstance(item.get("per_day"), (int, float)) or item["per_day"] <= 0:
-            raise RuleFileError(f"{FREQUENCY_FILE}: per_day must be a positive number, not {item.get('per_day')!r}")
+            raise RuleFileError(
+                f"{FREQUENCY_FILE}: per_day must be a positive number, not {item.get('per_day')!r}"
+            )
         fixed.append((comp(item["pattern"]), float(item["per_day"])))
     return FrequencyRules(
         once=tuple(comp(p) for p in data.get("once", [])),
@@ -190,8 +236,9 @@ def dose_from_text(text: str, drug_name: str) -> tuple[float | None, str | None]
     return None, "no dose in the dose column or the sig"
 
 
-def parse_taper(sig: str, drug_name: str, default_per_day: Frequency | None,
-                rules: FrequencyRules | None = None) -> list[tuple[float, float]] | None:
+def parse_taper(
+    sig: str, drug_name: str, default_per_day: Frequency | None, rules: FrequencyRules | None = None
+) -> list[tuple[float, float]] | None:
     """Steps of a written taper as (days, mg/day of drug); None when the sig is not a taper.
 
     'dexamethasone 4 mg BID x 3 days, then 2 mg BID x 3 days, then 2 mg daily x 3 days, then stop'
@@ -203,8 +250,9 @@ def parse_taper(sig: str, drug_name: str, default_per_day: Frequency | None,
 
 
 @lru_cache(maxsize=1 << 16)
-def _parse_taper(sig: str, drug_name: str, default_per_day: Frequency | None,
-                 rules: FrequencyRules | None) -> tuple[tuple[float, float], ...] | None:
+def _parse_taper(
+    sig: str, drug_name: str, default_per_day: Frequency | None, rules: FrequencyRules | None
+) -> tuple[tuple[float, float], ...] | None:
     """Cached worker of :func:`parse_taper` (sigs repeat across orders)."""
     parts = [p.strip() for p in re.split(r"\bthen\b|;|\bfollowed by\b", str(sig).lower()) if p.strip()]
     if len(parts) < 2:
@@ -227,8 +275,20 @@ def _parse_taper(sig: str, drug_name: str, default_per_day: Frequency | None,
 
 
 #: Columns of :func:`parse_orders`'s result.
-PARSED_COLUMNS = ["mg_per_admin", "per_day", "drug_mg_per_day", "once", "prn", "duration_days", "schedule",
-                  "dose_pack", "antiemetic", "taper", "problem", "problem_column"]
+PARSED_COLUMNS = [
+    "mg_per_admin",
+    "per_day",
+    "drug_mg_per_day",
+    "once",
+    "prn",
+    "duration_days",
+    "schedule",
+    "dose_pack",
+    "antiemetic",
+    "taper",
+    "problem",
+    "problem_column",
+]
 _TAPER_WORDS = re.compile(r"\bthen\b|;|\bfollowed by\b", re.IGNORECASE)
 
 
@@ -247,7 +307,7 @@ def _freq_tuple(text: str, rules: FrequencyRules) -> tuple[float, bool, bool]:
 
 
 def _sig_tuple(sig: str, rules: FrequencyRules, antiemetic: re.Pattern[str]) -> tuple:
-    """What a sig says on its own: frequency, duration, antiemetic use, and the dose in each form it may take."""
+    """What a sig says on its own: frequency, duration, antiemetic use, the dose in each form it may take."""
     per_day, once, prn = _freq_tuple(sig, rules)
     t = normalise_one(sig)
     total = _TOTAL.search(t)
@@ -257,13 +317,19 @@ def _sig_tuple(sig: str, rules: FrequencyRules, antiemetic: re.Pattern[str]) -> 
     if vol and conc and conc.start() <= vol.start() <= conc.end():
         vol = None
     mass = _STRENGTH.search(t)
-    return (per_day, once, prn, duration_days(sig) if sig else None, bool(antiemetic.search(t)),
-            float(total.group(1)) * _UNIT_MG[total.group(2)] if total else np.nan,
-            _number(tabs.group(1)) if tabs else np.nan,
-            float(vol.group(1)) if vol else np.nan,
-            concentration_mg_per_ml(sig) or np.nan,
-            float(mass.group(1)) * _UNIT_MG[mass.group(2)] if mass else np.nan,
-            bool(_TAPER_WORDS.search(sig)))
+    return (
+        per_day,
+        once,
+        prn,
+        duration_days(sig) if sig else None,
+        bool(antiemetic.search(t)),
+        float(total.group(1)) * _UNIT_MG[total.group(2)] if total else np.nan,
+        _number(tabs.group(1)) if tabs else np.nan,
+        float(vol.group(1)) if vol else np.nan,
+        concentration_mg_per_ml(sig) or np.nan,
+        float(mass.group(1)) * _UNIT_MG[mass.group(2)] if mass else np.nan,
+        bool(_TAPER_WORDS.search(sig)),
+    )
 
 
 def _unit_tuple(unit: str) -> tuple[str, float]:
@@ -279,8 +345,9 @@ def _unit_tuple(unit: str) -> tuple[str, float]:
     return ("blank" if u == "" else "unknown"), np.nan
 
 
-def parse_orders(meds: pd.DataFrame, drug: pd.Series, rules: SteroidRules,
-                 freq_rules: FrequencyRules | None = None) -> pd.DataFrame:
+def parse_orders(
+    meds: pd.DataFrame, drug: pd.Series, rules: SteroidRules, freq_rules: FrequencyRules | None = None
+) -> pd.DataFrame:
     """Parse every row of ``meds`` (steroid rows; ``drug`` = ingredient per row) into :data:`PARSED_COLUMNS`.
 
     Each column's text is read once per distinct value (frequency column, sig, drug name, unit) and
@@ -297,13 +364,31 @@ def parse_orders(meds: pd.DataFrame, drug: pd.Series, rules: SteroidRules,
     name = meds["drug_name"].fillna("").astype(str)
     sig = meds["sig"].fillna("").astype(str)
     dose = meds["dose"].astype("float64").to_numpy()
-    F = _per_distinct(meds["frequency"].fillna("").astype(str), lambda t: _freq_tuple(t, freq_rules),
-                      ["per_day", "once", "prn"])
-    S = _per_distinct(sig, lambda t: _sig_tuple(t, freq_rules, rules.antiemetic_pattern),
-                      ["per_day", "once", "prn", "duration", "antiemetic", "total_mg", "tablets", "volume_ml",
-                       "conc", "mass_mg", "taper_words"])
-    N = _per_distinct(name, lambda t: (strength_mg(t) or np.nan, concentration_mg_per_ml(t) or np.nan),
-                      ["strength", "conc"])
+    F = _per_distinct(
+        meds["frequency"].fillna("").astype(str),
+        lambda t: _freq_tuple(t, freq_rules),
+        ["per_day", "once", "prn"],
+    )
+    S = _per_distinct(
+        sig,
+        lambda t: _sig_tuple(t, freq_rules, rules.antiemetic_pattern),
+        [
+            "per_day",
+            "once",
+            "prn",
+            "duration",
+            "antiemetic",
+            "total_mg",
+            "tablets",
+            "volume_ml",
+            "conc",
+            "mass_mg",
+            "taper_words",
+        ],
+    )
+    N = _per_distinct(
+        name, lambda t: (strength_mg(t) or np.nan, concentration_mg_per_ml(t) or np.nan), ["strength", "conc"]
+    )
     U = _per_distinct(meds["dose_unit"].fillna("").astype(str), _unit_tuple, ["kind", "factor"])
 
     # Frequency: the column when it says something, else the sig.
@@ -318,46 +403,97 @@ def parse_orders(meds: pd.DataFrame, drug: pd.Series, rules: SteroidRules,
     total, tabs = S["total_mg"].to_numpy(dtype="float64"), S["tablets"].to_numpy(dtype="float64")
     vol, mass = S["volume_ml"].to_numpy(dtype="float64"), S["mass_mg"].to_numpy(dtype="float64")
     # ... as the sig writes it (used when the dose column is blank, or its unit is blank)
-    sig_mg = np.select([~np.isnan(total), ~np.isnan(tabs), ~np.isnan(vol), ~np.isnan(mass)],
-                       [total, tabs * strength, vol * conc, mass], np.nan)
+    sig_mg = np.select(
+        [~np.isnan(total), ~np.isnan(tabs), ~np.isnan(vol), ~np.isnan(mass)],
+        [total, tabs * strength, vol * conc, mass],
+        np.nan,
+    )
     sig_why = np.select(
-        [~np.isnan(total), ~np.isnan(tabs) & np.isnan(strength), ~np.isnan(tabs),
-         ~np.isnan(vol) & np.isnan(conc), ~np.isnan(vol), ~np.isnan(mass)],
-        [None, "tablet count in the sig but no strength in the drug name", None,
-         "volume in the sig but no mg/mL concentration", None, None],
-        "no dose in the dose column or the sig").astype(object)
+        [
+            ~np.isnan(total),
+            ~np.isnan(tabs) & np.isnan(strength),
+            ~np.isnan(tabs),
+            ~np.isnan(vol) & np.isnan(conc),
+            ~np.isnan(vol),
+            ~np.isnan(mass),
+        ],
+        [
+            None,
+            "tablet count in the sig but no strength in the drug name",
+            None,
+            "volume in the sig but no mg/mL concentration",
+            None,
+            None,
+        ],
+        "no dose in the dose column or the sig",
+    ).astype(object)
     kind = U["kind"].to_numpy()
     has = ~np.isnan(dose)
     unit_text = meds["dose_unit"].fillna("").astype(str)
     quoted = unit_text.map({u: repr(u) for u in unit_text.unique()}).to_numpy(dtype=object)
     mg = np.select(
         [~has, kind == "mass", kind == "tablet", kind == "ml", kind == "conc", kind == "blank"],
-        [sig_mg, dose * U["factor"].to_numpy(dtype="float64"), dose * strength, dose * conc, dose * vol, sig_mg],
-        np.nan)
+        [
+            sig_mg,
+            dose * U["factor"].to_numpy(dtype="float64"),
+            dose * strength,
+            dose * conc,
+            dose * vol,
+            sig_mg,
+        ],
+        np.nan,
+    )
     why = np.select(
-        [~has, has & (dose == 0), kind == "mass",
-         (kind == "tablet") & np.isnan(strength), kind == "tablet",
-         (kind == "ml") & np.isnan(conc), kind == "ml",
-         (kind == "conc") & np.isnan(vol), kind == "conc",
-         (kind == "blank") & np.isnan(sig_mg), kind == "blank"],
-        [sig_why, "dose is zero", None,
-         "dose in " + quoted + " but no mg strength in the drug name", None,
-         "dose in mL but no mg/mL concentration in the drug name or sig", None,
-         "dose unit mg/mL without a volume in the sig", None,
-         "dose without a unit, and no mg amount in the sig", None],
-        None).astype(object)
+        [
+            ~has,
+            has & (dose == 0),
+            kind == "mass",
+            (kind == "tablet") & np.isnan(strength),
+            kind == "tablet",
+            (kind == "ml") & np.isnan(conc),
+            kind == "ml",
+            (kind == "conc") & np.isnan(vol),
+            kind == "conc",
+            (kind == "blank") & np.isnan(sig_mg),
+            kind == "blank",
+        ],
+        [
+            sig_why,
+            "dose is zero",
+            None,
+            "dose in " + quoted + " but no mg strength in the drug name",
+            None,
+            "dose in mL but no mg/mL concentration in the drug name or sig",
+            None,
+            "dose unit mg/mL without a volume in the sig",
+            None,
+            "dose without a unit, and no mg amount in the sig",
+            None,
+        ],
+        None,
+    ).astype(object)
     unknown = has & (kind == "unknown")
     why = np.where(unknown, "unknown dose unit " + quoted, why)
     why_col = np.where(~has, "sig", np.where(has & (dose == 0), "dose", "dose_unit")).astype(object)
     mg = np.where(pd.isna(why), mg, np.nan)
 
-    out = pd.DataFrame({
-        "mg_per_admin": mg, "per_day": per_day, "drug_mg_per_day": np.where(once, mg, mg * per_day),
-        "once": once, "prn": prn,
-        "duration_days": np.where(once, 1.0, S["duration"].to_numpy(dtype="float64")),
-        "schedule": None, "dose_pack": False, "antiemetic": S["antiemetic"].to_numpy(dtype=bool), "taper": False,
-        "problem": why, "problem_column": np.where(pd.isna(why), None, why_col),
-    }, index=idx).astype({"schedule": object, "problem": object, "problem_column": object})
+    out = pd.DataFrame(
+        {
+            "mg_per_admin": mg,
+            "per_day": per_day,
+            "drug_mg_per_day": np.where(once, mg, mg * per_day),
+            "once": once,
+            "prn": prn,
+            "duration_days": np.where(once, 1.0, S["duration"].to_numpy(dtype="float64")),
+            "schedule": None,
+            "dose_pack": False,
+            "antiemetic": S["antiemetic"].to_numpy(dtype=bool),
+            "taper": False,
+            "problem": why,
+            "problem_column": np.where(pd.isna(why), None, why_col),
+        },
+        index=idx,
+    ).astype({"schedule": object, "problem": object, "problem_column": object})
     no_freq = pd.isna(why) & np.isnan(per_day)
     out.loc[no_freq, "problem"] = "no frequency in the frequency column or the sig"
     out.loc[no_freq, "problem_column"] = "frequency"
@@ -366,9 +502,14 @@ def parse_orders(meds: pd.DataFrame, drug: pd.Series, rules: SteroidRules,
     # Written tapers: parsed per distinct (sig, drug name, frequency column) among sigs with 'then' or ';'.
     tw = S["taper_words"].to_numpy(dtype=bool)
     if tw.any():
-        sub = pd.DataFrame({"sig": sig[tw], "name": name[tw], "f": meds["frequency"].fillna("").astype(str)[tw]})
-        steps = _per_distinct(sub["sig"] + "\x1f" + sub["name"] + "\x1f" + sub["f"],
-                              lambda k: (_taper_of_key(k, freq_rules),), ["steps"])["steps"]
+        sub = pd.DataFrame(
+            {"sig": sig[tw], "name": name[tw], "f": meds["frequency"].fillna("").astype(str)[tw]}
+        )
+        steps = _per_distinct(
+            sub["sig"] + "\x1f" + sub["name"] + "\x1f" + sub["f"],
+            lambda k: (_taper_of_key(k, freq_rules),),
+            ["steps"],
+        )["steps"]
         ok = steps.notna()
         if ok.any():
             rows = steps.index[ok]
@@ -378,7 +519,8 @@ def parse_orders(meds: pd.DataFrame, drug: pd.Series, rules: SteroidRules,
             out.loc[rows, "drug_mg_per_day"] = st.map(lambda x: x[0][1]).to_numpy()
             out.loc[rows, ["mg_per_admin", "per_day"]] = np.nan
             out.loc[rows, "duration_days"] = st.map(
-                lambda x: float(sum(d for d, _ in x)) if all(np.isfinite(d) for d, _ in x) else np.nan).to_numpy()
+                lambda x: float(sum(d for d, _ in x)) if all(np.isfinite(d) for d, _ in x) else np.nan
+            ).to_numpy()
             out.loc[rows, ["problem", "problem_column"]] = None
 
     # Dose packs named in the drug name or the sig, for their own drug only.
@@ -389,8 +531,9 @@ def parse_orders(meds: pd.DataFrame, drug: pd.Series, rules: SteroidRules,
             continue
         hit = np.zeros(len(out), dtype=bool)
         for text in (name, sig):
-            hit[candidates] |= _per_distinct(text[candidates], lambda t, p=pack: (bool(p.pattern.search(normalise_one(t))),),
-                                             ["h"])["h"].to_numpy(dtype=bool)
+            hit[candidates] |= _per_distinct(
+                text[candidates], lambda t, p=pack: (bool(p.pattern.search(normalise_one(t))),), ["h"]
+            )["h"].to_numpy(dtype=bool)
         hit &= ~out["dose_pack"].to_numpy(dtype=bool)
         if not hit.any():
             continue
@@ -411,13 +554,30 @@ def parse_orders(meds: pd.DataFrame, drug: pd.Series, rules: SteroidRules,
 
 def _taper_of_key(key: str, rules: FrequencyRules) -> tuple[tuple[float, float], ...] | None:
     sig, name, freq = key.split("\x1f")
-    return _parse_taper(sig, name, parse_frequency(freq, rules) if freq else parse_frequency(sig, rules), rules)
+    return _parse_taper(
+        sig, name, parse_frequency(freq, rules) if freq else parse_frequency(sig, rules), rules
+    )
 
 
-def parse_one(drug: str, drug_name: str, dose: float, unit: str, frequency: str, sig: str,
-              rules: SteroidRules, freq_rules: FrequencyRules | None = None) -> dict[str, Any]:
+def parse_one(
+    drug: str,
+    drug_name: str,
+    dose: float,
+    unit: str,
+    frequency: str,
+    sig: str,
+    rules: SteroidRules,
+    freq_rules: FrequencyRules | None = None,
+) -> dict[str, Any]:
     """:func:`parse_orders` for a single order (handy in tests and at the REPL)."""
-    meds = pd.DataFrame({"drug_name": [drug_name], "dose": [dose], "dose_unit": [unit], "frequency": [frequency],
-                         "sig": [sig]})
+    meds = pd.DataFrame(
+        {
+            "drug_name": [drug_name],
+            "dose": [dose],
+            "dose_unit": [unit],
+            "frequency": [frequency],
+            "sig": [sig],
+        }
+    )
     row = parse_orders(meds, pd.Series([drug]), rules, freq_rules).iloc[0].to_dict()
     return {k: (None if not isinstance(v, tuple) and pd.isna(v) else v) for k, v in row.items()}

@@ -34,7 +34,7 @@ def order_spans(orders: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
     duration ('x 5 days', a taper's steps, a dose pack) when that is shorter; a single dose lasts
     one day; otherwise ``default_duration_days`` applies.
     """
-    out = orders.copy()
+    out = orders  # the caller's working frame: columns are added in place
     start = to_days(out["order_date"])
     has_end = out["end_date"].notna().to_numpy()
     end = np.where(has_end, to_days(out["end_date"].fillna(out["order_date"])), start)
@@ -61,7 +61,9 @@ def resolve_renewals(orders: pd.DataFrame) -> pd.DataFrame:
     """
     # Sort on integer codes (string sorts of a million ids are slow); input order breaks ties.
     dcode = pd.factorize(orders["drug"])[0]
-    order = np.lexsort((np.arange(len(orders)), orders["start_day"].to_numpy(), dcode, orders["pcode"].to_numpy()))
+    order = np.lexsort(
+        (np.arange(len(orders)), orders["start_day"].to_numpy(), dcode, orders["pcode"].to_numpy())
+    )
     o = orders.iloc[order]
     pc, dc = o["pcode"].to_numpy(), dcode[order]
     same = (pc[1:] == pc[:-1]) & (dc[1:] == dc[:-1])
@@ -86,17 +88,22 @@ def resolve_renewals(orders: pd.DataFrame) -> pd.DataFrame:
 
 
 def segments(orders: pd.DataFrame) -> pd.DataFrame:
-    """One dose segment per plain order and per step of a taper or pack: pcode, start, stop, dex mg/day, counted."""
+    """One dose segment per plain order and per step of a taper or pack.
+
+    Columns: pcode, start, stop (inclusive days), mg (dex-eq mg/day), counted, oidx (the order's index).
+    """
     o = orders.loc[~orders["duplicate"]]
     has = o["schedule"].notna().to_numpy()
-    plain = pd.DataFrame({
-        "pcode": o["pcode"].to_numpy()[~has],
-        "start": o["start_day"].to_numpy()[~has],
-        "stop": o["stop_day"].to_numpy()[~has],
-        "mg": o["dex_mg_per_day"].to_numpy()[~has],
-        "counted": o["counted"].to_numpy()[~has],
-        "oidx": o.index.to_numpy()[~has],
-    })
+    plain = pd.DataFrame(
+        {
+            "pcode": o["pcode"].to_numpy()[~has],
+            "start": o["start_day"].to_numpy()[~has],
+            "stop": o["stop_day"].to_numpy()[~has],
+            "mg": o["dex_mg_per_day"].to_numpy()[~has],
+            "counted": o["counted"].to_numpy()[~has],
+            "oidx": o.index.to_numpy()[~has],
+        }
+    )
     if not has.any():
         return plain
     so = o.loc[has]
@@ -108,18 +115,35 @@ def segments(orders: pd.DataFrame) -> pd.DataFrame:
             steps.append((code, offset, days, mg))
             offset += days if np.isfinite(days) else 0.0
     st = pd.DataFrame(steps, columns=["code", "off", "days", "drug_mg"])
-    left = pd.DataFrame({"code": codes, "pcode": so["pcode"].to_numpy(), "start0": so["start_day"].to_numpy(),
-                         "stop0": so["stop_day"].to_numpy(), "factor": so["dex_factor"].to_numpy(),
-                         "counted": so["counted"].to_numpy(), "oidx": so.index.to_numpy()})
+    left = pd.DataFrame(
+        {
+            "code": codes,
+            "pcode": so["pcode"].to_numpy(),
+            "start0": so["start_day"].to_numpy(),
+            "stop0": so["stop_day"].to_numpy(),
+            "factor": so["dex_factor"].to_numpy(),
+            "counted": so["counted"].to_numpy(),
+            "oidx": so.index.to_numpy(),
+        }
+    )
     m = left.merge(st, on="code", how="inner")
     s_start = m["start0"].to_numpy() + m["off"].to_numpy().astype("int64")
     s_days = m["days"].to_numpy()
-    s_stop = np.where(np.isfinite(s_days), s_start + np.nan_to_num(s_days, nan=1).astype("int64") - 1, m["stop0"])
+    s_stop = np.where(
+        np.isfinite(s_days), s_start + np.nan_to_num(s_days, nan=1).astype("int64") - 1, m["stop0"]
+    )
     s_stop = np.minimum(s_stop, m["stop0"].to_numpy())
     keep = s_start <= s_stop
-    stepped = pd.DataFrame({"pcode": m["pcode"].to_numpy()[keep], "start": s_start[keep], "stop": s_stop[keep],
-                            "mg": (m["drug_mg"] * m["factor"]).to_numpy()[keep],
-                            "counted": m["counted"].to_numpy()[keep], "oidx": m["oidx"].to_numpy()[keep]})
+    stepped = pd.DataFrame(
+        {
+            "pcode": m["pcode"].to_numpy()[keep],
+            "start": s_start[keep],
+            "stop": s_stop[keep],
+            "mg": (m["drug_mg"] * m["factor"]).to_numpy()[keep],
+            "counted": m["counted"].to_numpy()[keep],
+            "oidx": m["oidx"].to_numpy()[keep],
+        }
+    )
     return pd.concat([plain, stepped], ignore_index=True)
 
 
@@ -147,40 +171,69 @@ def sweep(seg: pd.DataFrame) -> pd.DataFrame:
     start = (uk & ((1 << 22) - 1)) + base
     same_next = np.r_[pcode[1:] == pcode[:-1], False]
     stop = np.r_[start[1:] - 1, 0]
-    runs = pd.DataFrame({"pcode": pcode[same_next], "start": start[same_next], "stop": stop[same_next],
-                         "mg_all": np.rint(lvl_all[same_next]) * MG_QUANTUM,
-                         "mg_counted": np.rint(lvl_cnt[same_next]) * MG_QUANTUM,
-                         "n_orders": np.rint(n[same_next]).astype("int64")})
+    runs = pd.DataFrame(
+        {
+            "pcode": pcode[same_next],
+            "start": start[same_next],
+            "stop": stop[same_next],
+            "mg_all": np.rint(lvl_all[same_next]) * MG_QUANTUM,
+            "mg_counted": np.rint(lvl_cnt[same_next]) * MG_QUANTUM,
+            "n_orders": np.rint(n[same_next]).astype("int64"),
+        }
+    )
     # Merge neighbouring runs with identical levels (a renewal that continues the same dose).
     r = runs
-    new = np.r_[True, (r["pcode"].to_numpy()[1:] != r["pcode"].to_numpy()[:-1])
-                | (r["mg_all"].to_numpy()[1:] != r["mg_all"].to_numpy()[:-1])
-                | (r["mg_counted"].to_numpy()[1:] != r["mg_counted"].to_numpy()[:-1])]
+    new = np.r_[
+        True,
+        (r["pcode"].to_numpy()[1:] != r["pcode"].to_numpy()[:-1])
+        | (r["mg_all"].to_numpy()[1:] != r["mg_all"].to_numpy()[:-1])
+        | (r["mg_counted"].to_numpy()[1:] != r["mg_counted"].to_numpy()[:-1]),
+    ]
     gid = np.cumsum(new) - 1
-    merged = r.groupby(gid, sort=False).agg(pcode=("pcode", "first"), start=("start", "first"),
-                                            stop=("stop", "last"), mg_all=("mg_all", "first"),
-                                            mg_counted=("mg_counted", "first"), n_orders=("n_orders", "max"))
+    merged = r.groupby(gid, sort=False).agg(
+        pcode=("pcode", "first"),
+        start=("start", "first"),
+        stop=("stop", "last"),
+        mg_all=("mg_all", "first"),
+        mg_counted=("mg_counted", "first"),
+        n_orders=("n_orders", "max"),
+    )
     return merged.reset_index(drop=True)[cols]
 
 
 def group_courses(runs: pd.DataFrame, level: str, gap_days: int) -> pd.DataFrame:
     """Courses: stretches of runs with ``level`` > 0 whose gaps are at most ``gap_days``.
 
-    Returns pcode, start, stop, peak, cumulative_mg, free_before (exposure-free days since the
-    previous course of the same kind; NaN for a patient's first).
+    Returns pcode, start, stop, peak, start_level (the dose of the first day), cumulative_mg,
+    free_before (exposure-free days since the previous course of the same kind; NaN for a
+    patient's first).
     """
     r = runs.loc[runs[level] > 0]
-    cols = ["pcode", "start", "stop", "peak", "cumulative_mg", "free_before"]
+    cols = ["pcode", "start", "stop", "peak", "start_level", "cumulative_mg", "free_before"]
     if r.empty:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
     pc, st, sp = r["pcode"].to_numpy(), r["start"].to_numpy(), r["stop"].to_numpy()
     gap = np.r_[np.inf, st[1:] - sp[:-1] - 1]
     new = np.r_[True, pc[1:] != pc[:-1]] | (gap > gap_days)
     cid = np.cumsum(new) - 1
-    g = pd.DataFrame({"cid": cid, "pcode": pc, "start": st, "stop": sp, "lvl": r[level].to_numpy(),
-                      "mg": r[level].to_numpy() * (sp - st + 1)})
-    c = g.groupby("cid", sort=True).agg(pcode=("pcode", "first"), start=("start", "first"), stop=("stop", "last"),
-                                        peak=("lvl", "max"), cumulative_mg=("mg", "sum"))
+    g = pd.DataFrame(
+        {
+            "cid": cid,
+            "pcode": pc,
+            "start": st,
+            "stop": sp,
+            "lvl": r[level].to_numpy(),
+            "mg": r[level].to_numpy() * (sp - st + 1),
+        }
+    )
+    c = g.groupby("cid", sort=True).agg(
+        pcode=("pcode", "first"),
+        start=("start", "first"),
+        stop=("stop", "last"),
+        peak=("lvl", "max"),
+        start_level=("lvl", "first"),
+        cumulative_mg=("mg", "sum"),
+    )
     first = np.r_[True, c["pcode"].to_numpy()[1:] != c["pcode"].to_numpy()[:-1]]
     free = np.r_[np.nan, c["start"].to_numpy()[1:] - c["stop"].to_numpy()[:-1] - 1].astype("float64")
     c["free_before"] = np.where(first, np.nan, free)

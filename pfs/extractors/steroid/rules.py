@@ -22,9 +22,15 @@ _EVENT_COLS = ["pcode", "day", "kind", "value", "detail"]
 
 
 def _empty() -> pd.DataFrame:
-    return pd.DataFrame({"pcode": pd.Series(dtype="int64"), "day": pd.Series(dtype="int64"),
-                         "kind": pd.Series(dtype=object), "value": pd.Series(dtype="float64"),
-                         "detail": pd.Series(dtype="float64")})
+    return pd.DataFrame(
+        {
+            "pcode": pd.Series(dtype="int64"),
+            "day": pd.Series(dtype="int64"),
+            "kind": pd.Series(dtype=object),
+            "value": pd.Series(dtype="float64"),
+            "detail": pd.Series(dtype="float64"),
+        }
+    )
 
 
 def peri_treatment_end(patients: pd.DataFrame, settings: dict[str, Any]) -> pd.Series:
@@ -38,13 +44,20 @@ def peri_treatment_end(patients: pd.DataFrame, settings: dict[str, Any]) -> pd.S
     anchor = patients["surgery_date"].fillna(patients["diagnosis_date"])
     guess = anchor + pd.to_timedelta(int(settings["default_treatment_days"]), unit="D")
     end = rt_end.fillna(guess) + pd.to_timedelta(margin, unit="D")
-    days = pd.Series(np.where(end.notna(), to_days(end.fillna(pd.Timestamp(0))), np.nan),
-                     index=patients["patient_id"].to_numpy(), dtype="float64")
+    days = pd.Series(
+        np.where(end.notna(), to_days(end.fillna(pd.Timestamp(0))), np.nan),
+        index=patients["patient_id"].to_numpy(),
+        dtype="float64",
+    )
     return days
 
 
-def new_course(courses: pd.DataFrame, peri_end: np.ndarray, settings: dict[str, Any],
-               end_of_record: np.ndarray | None = None) -> pd.DataFrame:
+def new_course(
+    courses: pd.DataFrame,
+    peri_end: np.ndarray,
+    settings: dict[str, Any],
+    end_of_record: np.ndarray | None = None,
+) -> pd.DataFrame:
     """A countable course that starts after the peri-treatment period after >= K steroid-free days.
 
     The course must also last ``new_course_min_days`` unless it runs into ``end_of_record`` (death,
@@ -71,9 +84,15 @@ def new_course(courses: pd.DataFrame, peri_end: np.ndarray, settings: dict[str, 
         long_enough |= ~np.isnan(eor) & (courses["stop"].to_numpy() >= np.nan_to_num(eor) - 1)
     fire &= long_enough
     c = courses.loc[fire]
-    return pd.DataFrame({"pcode": c["pcode"].to_numpy(dtype="int64"), "day": c["start"].to_numpy(dtype="int64"),
-                         "kind": "new_course", "value": c["start_level"].to_numpy(dtype="float64"),
-                         "detail": c["free_before"].to_numpy(dtype="float64")})
+    return pd.DataFrame(
+        {
+            "pcode": c["pcode"].to_numpy(dtype="int64"),
+            "day": c["start"].to_numpy(dtype="int64"),
+            "kind": "new_course",
+            "value": c["start_level"].to_numpy(dtype="float64"),
+            "detail": c["free_before"].to_numpy(dtype="float64"),
+        }
+    )
 
 
 def dose_rise(runs: pd.DataFrame, peri_end: np.ndarray, settings: dict[str, Any]) -> pd.DataFrame:
@@ -94,7 +113,9 @@ def dose_rise(runs: pd.DataFrame, peri_end: np.ndarray, settings: dict[str, Any]
     if r.empty:
         return _empty()
     pe_r = pe[post]
-    r["start"] = np.where(np.isnan(pe_r), r["start"], np.maximum(r["start"].to_numpy(), np.nan_to_num(pe_r) + 1))
+    r["start"] = np.where(
+        np.isnan(pe_r), r["start"], np.maximum(r["start"].to_numpy(), np.nan_to_num(pe_r) + 1)
+    )
     pc = r["pcode"].to_numpy()
     first = np.r_[True, pc[1:] != pc[:-1]]
     lvl = r["mg_counted"].to_numpy(dtype="float64")
@@ -106,14 +127,23 @@ def dose_rise(runs: pd.DataFrame, peri_end: np.ndarray, settings: dict[str, Any]
     above = lvl - nadir >= x - 1e-9
     start_stretch = above & (first | ~np.r_[False, above[:-1]])
     sid = np.cumsum(start_stretch)
-    days = (r["stop"].to_numpy() - r["start"].to_numpy() + 1)
+    days = r["stop"].to_numpy() - r["start"].to_numpy() + 1
     length = pd.Series(np.where(above, days, 0)).groupby(sid).transform("sum").to_numpy()
     fire = start_stretch & (length >= d)
-    return pd.DataFrame({"pcode": pc[fire].astype("int64"), "day": r["start"].to_numpy()[fire].astype("int64"),
-                         "kind": "dose_rise", "value": lvl[fire], "detail": nadir[fire]})
+    return pd.DataFrame(
+        {
+            "pcode": pc[fire].astype("int64"),
+            "day": r["start"].to_numpy()[fire].astype("int64"),
+            "kind": "dose_rise",
+            "value": lvl[fire],
+            "detail": nadir[fire],
+        }
+    )
 
 
-def prescription_frequency(orders: pd.DataFrame, peri_end: np.ndarray, settings: dict[str, Any]) -> pd.DataFrame:
+def prescription_frequency(
+    orders: pd.DataFrame, peri_end: np.ndarray, settings: dict[str, Any]
+) -> pd.DataFrame:
     """>= F countable prescriptions started within a sliding window of W days after the peri-treatment period.
 
     ``orders``: pcode, start_day, dex_mg_per_day of the countable, non-duplicate orders. One event
@@ -142,6 +172,12 @@ def prescription_frequency(orders: pd.DataFrame, peri_end: np.ndarray, settings:
     fire = reached & (first | ~np.r_[False, reached[:-1]])
     first_of_day = np.r_[True, key[1:] != key[:-1]]
     fire &= first_of_day
-    return pd.DataFrame({"pcode": pc[fire], "day": day[fire], "kind": "prescription_frequency",
-                         "value": o["dex_mg_per_day"].to_numpy(dtype="float64")[fire],
-                         "detail": count[fire].astype("float64")})
+    return pd.DataFrame(
+        {
+            "pcode": pc[fire],
+            "day": day[fire],
+            "kind": "prescription_frequency",
+            "value": o["dex_mg_per_day"].to_numpy(dtype="float64")[fire],
+            "detail": count[fire].astype("float64"),
+        }
+    )

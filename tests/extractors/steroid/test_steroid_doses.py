@@ -26,19 +26,39 @@ def rules():
     return load_rules()
 
 
-@pytest.mark.parametrize("text, per_day, once, prn", [
-    ("daily", 1, False, False), ("QD", 1, False, False), ("once daily", 1, False, False),
-    ("BID", 2, False, False), ("b.i.d.", 2, False, False), ("twice a day", 2, False, False),
-    ("2 (two) times daily", 2, False, False), ("TID", 3, False, False), ("Q.I.D.", 4, False, False),
-    ("q4h", 6, False, False), ("q6h", 4, False, False), ("Q8H", 3, False, False), ("q 12 h", 2, False, False),
-    ("every 6 hours", 4, False, False), ("every 12 (twelve) hours", 2, False, False),
-    ("qHS", 1, False, False), ("at bedtime", 1, False, False), ("every morning", 1, False, False),
-    ("QOD", 0.5, False, False), ("every other day", 0.5, False, False),
-    ("3 times a day", 3, False, False), ("1 (one) time daily", 1, False, False),
-    ("once", 1, True, False), ("ONCE", 1, True, False), ("STAT", 1, True, False),
-    ("PRN", 1, False, True), ("q8h PRN nausea", 3, False, True),
-    ("every 8 hrs as needed for nausea", 3, False, True),
-])
+@pytest.mark.parametrize(
+    "text, per_day, once, prn",
+    [
+        ("daily", 1, False, False),
+        ("QD", 1, False, False),
+        ("once daily", 1, False, False),
+        ("BID", 2, False, False),
+        ("b.i.d.", 2, False, False),
+        ("twice a day", 2, False, False),
+        ("2 (two) times daily", 2, False, False),
+        ("TID", 3, False, False),
+        ("Q.I.D.", 4, False, False),
+        ("q4h", 6, False, False),
+        ("q6h", 4, False, False),
+        ("Q8H", 3, False, False),
+        ("q 12 h", 2, False, False),
+        ("every 6 hours", 4, False, False),
+        ("every 12 (twelve) hours", 2, False, False),
+        ("qHS", 1, False, False),
+        ("at bedtime", 1, False, False),
+        ("every morning", 1, False, False),
+        ("QOD", 0.5, False, False),
+        ("every other day", 0.5, False, False),
+        ("3 times a day", 3, False, False),
+        ("1 (one) time daily", 1, False, False),
+        ("once", 1, True, False),
+        ("ONCE", 1, True, False),
+        ("STAT", 1, True, False),
+        ("PRN", 1, False, True),
+        ("q8h PRN nausea", 3, False, True),
+        ("every 8 hrs as needed for nausea", 3, False, True),
+    ],
+)
 def test_frequencies(text, per_day, once, prn):
     f = parse_frequency(text)
     assert f is not None
@@ -75,35 +95,48 @@ def parse_frequency_rules_cached():
 NAN = float("nan")
 
 
-@pytest.mark.parametrize("name, dose, unit, freq, sig, mg_day", [
-    ("dexamethasone", 4, "mg", "BID", "", 8),
-    ("Decadron", 4, "MG", "", "4 mg PO BID", 8),                                  # frequency from the sig
-    ("dexAMETHasone (DECADRON) 4 MG tablet", NAN, "", "", "Take 1 tablet (4 mg total) by mouth 2 (two) times daily.", 8),
-    ("dexamethasone 4 mg tab", 2, "tablet", "BID", "", 16),                       # tablets x strength
-    ("dexamethasone 4 mg tab", NAN, "", "", "Take 1/2 tablet by mouth every 12 hours", 4),
-    ("dexamethasone 1 mg/mL oral solution", 5, "mL", "BID", "", 10),              # mL x concentration
-    ("dexamethasone 0.5 mg/5 mL elixir", NAN, "", "", "take 20 mL by mouth daily", 2),
-    ("dexamethasone oral solution", 1, "mg/mL", "daily", "take 4 mL daily", 4),   # mg/mL with a volume
-    ("dexamethasone", 0.5, "g", "daily", "", 500),
-    ("dexamethasone", 500, "mcg", "BID", "", 1),
-    ("methylprednisolone", 1000, "mg", "once", "1,000 mg IV once", 1000),
-    ("dexamethasone", 4, "mg", "q6h", "", 16),
-])
+@pytest.mark.parametrize(
+    "name, dose, unit, freq, sig, mg_day",
+    [
+        ("dexamethasone", 4, "mg", "BID", "", 8),
+        ("Decadron", 4, "MG", "", "4 mg PO BID", 8),  # frequency from the sig
+        (
+            "dexAMETHasone (DECADRON) 4 MG tablet",
+            NAN,
+            "",
+            "",
+            "Take 1 tablet (4 mg total) by mouth 2 (two) times daily.",
+            8,
+        ),
+        ("dexamethasone 4 mg tab", 2, "tablet", "BID", "", 16),  # tablets x strength
+        ("dexamethasone 4 mg tab", NAN, "", "", "Take 1/2 tablet by mouth every 12 hours", 4),
+        ("dexamethasone 1 mg/mL oral solution", 5, "mL", "BID", "", 10),  # mL x concentration
+        ("dexamethasone 0.5 mg/5 mL elixir", NAN, "", "", "take 20 mL by mouth daily", 2),
+        ("dexamethasone oral solution", 1, "mg/mL", "daily", "take 4 mL daily", 4),  # mg/mL with a volume
+        ("dexamethasone", 0.5, "g", "daily", "", 500),
+        ("dexamethasone", 500, "mcg", "BID", "", 1),
+        ("methylprednisolone", 1000, "mg", "once", "1,000 mg IV once", 1000),
+        ("dexamethasone", 4, "mg", "q6h", "", 16),
+    ],
+)
 def test_daily_dose_of_the_drug(rules, name, dose, unit, freq, sig, mg_day):
     out = _one(rules, name, dose, unit, freq, sig)
     assert out["problem"] is None
     assert out["drug_mg_per_day"] == pytest.approx(mg_day)
 
 
-@pytest.mark.parametrize("name, dose, unit, freq, sig, reason", [
-    ("dexamethasone", NAN, "", "", "as directed per neurosurgery", "no dose"),
-    ("dexamethasone", 4, "puffs", "BID", "", "unknown dose unit 'puffs'"),
-    ("dexamethasone", 4, "mg", "", "4 mg PO", "no frequency"),
-    ("dexamethasone", 0, "mg", "daily", "", "dose is zero"),
-    ("dexamethasone tablet", 2, "tablet", "BID", "", "no mg strength"),
-    ("dexamethasone solution", 5, "mL", "BID", "", "no mg/mL concentration"),
-    ("dexamethasone", NAN, "", "", "take 1 tablet twice daily", "no strength"),
-])
+@pytest.mark.parametrize(
+    "name, dose, unit, freq, sig, reason",
+    [
+        ("dexamethasone", NAN, "", "", "as directed per neurosurgery", "no dose"),
+        ("dexamethasone", 4, "puffs", "BID", "", "unknown dose unit 'puffs'"),
+        ("dexamethasone", 4, "mg", "", "4 mg PO", "no frequency"),
+        ("dexamethasone", 0, "mg", "daily", "", "dose is zero"),
+        ("dexamethasone tablet", 2, "tablet", "BID", "", "no mg strength"),
+        ("dexamethasone solution", 5, "mL", "BID", "", "no mg/mL concentration"),
+        ("dexamethasone", NAN, "", "", "take 1 tablet twice daily", "no strength"),
+    ],
+)
 def test_unreadable_orders_carry_a_reason(rules, name, dose, unit, freq, sig, reason):
     out = _one(rules, name, dose, unit, freq, sig)
     assert out["problem"] is not None and reason in out["problem"]
@@ -129,8 +162,15 @@ def test_taper_step_without_duration_is_not_guessed():
 
 
 def test_dose_pack_follows_the_label(rules):
-    out = _one(rules, "methylprednisolone 4 mg tablets dose pack", NAN, "", "", "as directed",
-               drug="methylprednisolone")
+    out = _one(
+        rules,
+        "methylprednisolone 4 mg tablets dose pack",
+        NAN,
+        "",
+        "",
+        "as directed",
+        drug="methylprednisolone",
+    )
     assert out["dose_pack"]
     assert [mg for _, mg in out["schedule"]] == [24, 20, 16, 12, 8, 4]
 
@@ -141,11 +181,16 @@ def test_antiemetic_single_dose_is_flagged(rules):
 
 
 def test_parse_orders_parses_each_distinct_text_once_and_keeps_row_order(rules):
-    meds = pd.DataFrame({
-        "drug_name": ["Decadron", "levetiracetam", "Decadron", "Decadron"],
-        "dose": [4.0, 500.0, 4.0, 2.0], "dose_unit": ["mg", "mg", "mg", "mg"],
-        "frequency": ["BID", "BID", "BID", "daily"], "sig": ["", "", "", ""],
-    }, index=[5, 6, 7, 8])
+    meds = pd.DataFrame(
+        {
+            "drug_name": ["Decadron", "levetiracetam", "Decadron", "Decadron"],
+            "dose": [4.0, 500.0, 4.0, 2.0],
+            "dose_unit": ["mg", "mg", "mg", "mg"],
+            "frequency": ["BID", "BID", "BID", "daily"],
+            "sig": ["", "", "", ""],
+        },
+        index=[5, 6, 7, 8],
+    )
     drug = pd.Series(["dexamethasone", "x", "dexamethasone", "dexamethasone"], index=meds.index)
     out = parse_orders(meds.loc[[5, 7, 8]], drug.loc[[5, 7, 8]], rules)
     assert out.index.tolist() == [5, 7, 8]

@@ -36,9 +36,7 @@ class DefaultParams:
     smooth_mm: float
     t1c_high: float
     t1c_low: float
-    subtraction_high: float
-    subtraction_low: float
-    subtraction_min_t1c: float
+    subtraction_min: float
     min_component_ml: float
     max_surface_fraction: float
     min_thickness_mm: float
@@ -66,12 +64,6 @@ def otsu(values: np.ndarray, bins: int = 256) -> float:
     m1 = (np.sum(hist * mids) - np.cumsum(hist * mids)) / np.maximum(w1, 1)
     between = w0 * w1 * (m0 - m1) ** 2
     return float(mids[int(np.argmax(between[:-1]))])
-
-
-def _ball(radius_mm: float, spacing: tuple[float, float, float]) -> np.ndarray:
-    r = [max(0, int(np.floor(radius_mm / s))) for s in spacing]
-    zz, yy, xx = np.ogrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1, -r[2]:r[2] + 1]
-    return (zz * spacing[0]) ** 2 + (yy * spacing[1]) ** 2 + (xx * spacing[2]) ** 2 <= radius_mm ** 2 + 1e-6
 
 
 def _upsample(small: np.ndarray, factors: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
@@ -171,15 +163,18 @@ def _component_filter(cand: np.ndarray, depth: np.ndarray, flair_n: np.ndarray |
     dropped = {"small": int((~big).sum()), "surface": int((big & ~keep).sum()), "thin": 0, "no_oedema": 0}
     slices = ndimage.find_objects(labels)
     margin = [int(np.ceil(p.flair_context_mm / s)) + 1 for s in spacing]
+    # One distance transform for all components: the deepest voxel of each is half its thickness.
+    inside = ndimage.distance_transform_edt(np.pad(cand, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    where = labels > 0
+    deepest = np.zeros(n + 1)
+    np.maximum.at(deepest, labels[where], inside[where])
+    thin = keep & (2.0 * deepest[1:] < p.min_thickness_mm)
+    dropped["thin"] = int(thin.sum())
+    keep &= ~thin
     for i in np.flatnonzero(keep):
         sl = tuple(slice(max(0, s.start - m), min(dim, s.stop + m))
                    for s, m, dim in zip(slices[i], margin, cand.shape, strict=True))
         comp = labels[sl] == i + 1
-        thickness = 2.0 * float(ndimage.distance_transform_edt(np.pad(comp, 1), sampling=spacing).max())
-        if thickness < p.min_thickness_mm:
-            keep[i] = False
-            dropped["thin"] += 1
-            continue
         if flair_n is not None and p.flair_context:
             shell = (ndimage.distance_transform_edt(~comp, sampling=spacing) <= p.flair_context_mm) & ~comp
             shell &= depth[sl] > 0
@@ -217,17 +212,14 @@ def segment(images: StudyImages, p: DefaultParams) -> Segmentation:
         ref = brain
     t1c_n = _normalise(t1c, ref, f, spacing, p)
     sig = [p.smooth_mm / s for s in spacing]
+    allowed = brain
     if images.t1 is not None:
+        # Pre-contrast T1 vetoes what was bright before gadolinium (blood products, fat, calcification).
         t1_n = _normalise(images.t1[box], ref, f, spacing, p)
-        score = t1c_n - t1_n
-        if p.smooth_mm > 0:
-            score = ndimage.gaussian_filter(score, sig)
-        allowed = brain & (t1c_n > p.subtraction_min_t1c)
-        cand = _hysteresis(score, p.subtraction_low, p.subtraction_high, allowed)
+        allowed = brain & ((t1c_n - t1_n) > p.subtraction_min)
         flags.append("subtraction")
-    else:
-        score = ndimage.gaussian_filter(t1c_n, sig) if p.smooth_mm > 0 else t1c_n
-        cand = _hysteresis(score, p.t1c_low, p.t1c_high, brain)
+    score = ndimage.gaussian_filter(t1c_n, sig) if p.smooth_mm > 0 else t1c_n
+    cand = _hysteresis(score, p.t1c_low, p.t1c_high, allowed)
     flair_n = _normalise(images.flair[box], ref, f, spacing, p) if images.flair is not None else None
     et_box = _component_filter(cand, depth, flair_n, spacing, grid.voxel_ml, p, flags)
     et = np.zeros(images.t1c.shape, bool)

@@ -1,0 +1,241 @@
+"""The report-level decision: one :class:`~pfs.vocab.ReportLabel` per report, with the sentence that decided it.
+
+How a radiologist's words become a label (BT-RADS, Weinberg et al. 2018; RANO, Wen et al. 2010):
+
+1. A written BT-RADS score decides (4 and 3c: progression, 3b: indeterminate, 3a: treatment effect,
+   2: stable, 1a/1b: improved, 0: no assessment), unless an addendum after it makes a new assessment.
+2. Otherwise the addendum outranks the impression, which outranks the findings (and unsectioned text).
+   History, technique and comparison sections never count.
+3. Negated, historical and hypothetical mentions do not count; a negated progression ("no evidence of
+   recurrence") is a statement of stability. A weak hedge ("may represent", "versus", "cannot exclude")
+   leaves a mention *possible*; a firm one ("concerning for", "likely", "favour") keeps it.
+4. Within a sentence, tumour (progression, new lesion) and treatment effect are weighed by their
+   certainty: the firmer wins, a tie is an unresolved tumour-vs-treatment question (indeterminate).
+5. Interpretive sentences (progression, treatment effect, indeterminate, new lesion, negated
+   progression) outrank descriptive ones (increased, stable, decreased); among equals the order is
+   progression > indeterminate > treatment effect > improved > stable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from pfs.exceptions import RuleFileError
+from pfs.extractors.nlp.pipeline import Mention, ReportFacts
+from pfs.vocab import ReportLabel
+
+#: BT-RADS score -> label (clinical-rules.md, BT-RADS table).
+BT_RADS_LABELS: dict[str, ReportLabel] = {
+    "0": ReportLabel.NO_ASSESSMENT,
+    "1a": ReportLabel.IMPROVED,
+    "1b": ReportLabel.IMPROVED,
+    "2": ReportLabel.STABLE,
+    "3a": ReportLabel.TREATMENT_EFFECT,
+    "3b": ReportLabel.INDETERMINATE,
+    "3c": ReportLabel.PROGRESSION,
+    "4": ReportLabel.PROGRESSION,
+}
+_BT_RADS = re.compile(
+    r"\bBT[\s-]?RADS(?:\s*(?:score|category|cat\.?|classification))?\s*(?:[:=#-]|is|of)?\s*"
+    r"([0-4])\s*-?\s*([abc])?(?![0-9a-z])",
+    re.IGNORECASE,
+)
+_PRIORITY = [ReportLabel.PROGRESSION, ReportLabel.INDETERMINATE, ReportLabel.TREATMENT_EFFECT,
+             ReportLabel.IMPROVED, ReportLabel.STABLE, ReportLabel.NO_ASSESSMENT]
+#: Modifier categories that take a mention out of the count.
+_IGNORING = frozenset({"HISTORICAL", "HYPOTHETICAL", "FAMILY"})
+_NEGATING = frozenset({"NEGATED_EXISTENCE", "UNLIKELY"})
+DEFINITE, PROBABLE, POSSIBLE = 3, 2, 1
+_TIERS = (("addendum",), ("impression",), ("findings", ""))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The label of one report and the evidence for it (offsets into the report text)."""
+
+    label: ReportLabel
+    rule: str
+    bt_rads: str = ""
+    evidence_start: int = -1
+    evidence_end: int = -1
+    section: str = ""
+    #: 3 definite, 2 probable, 1 possible: how firmly the deciding sentence said it.
+    certainty: int = 0
+
+
+@dataclass(frozen=True)
+class _SentenceCall:
+    label: ReportLabel
+    rule: str
+    interpretive: bool
+    certainty: int
+    start: int
+    end: int
+    section: str
+
+
+def find_bt_rads(text: str) -> list[tuple[str, int, int]]:
+    """Every written BT-RADS score as (score, start, end); score like '3b' or '2'."""
+    out = []
+    for m in _BT_RADS.finditer(text):
+        digit, letter = m.group(1), (m.group(2) or "").lower()
+        score = digit + letter if digit in "13" and letter else digit
+        if digit in "13" and not letter:
+            score = digit + ("b" if digit == "3" else "a")
+        if score in BT_RADS_LABELS:
+            out.append((score, m.start(), m.end()))
+    return out
+
+
+@cache
+def _procedure_patterns() -> tuple[tuple[re.Pattern, ...], ...]:
+    data = json.loads(resources.files("pfs.rules").joinpath("nlp", "procedures.json").read_text(encoding="utf-8"))
+    unknown = set(data) - {"_source", "modality", "region", "exclude"}
+    if unknown:
+        raise RuleFileError(f"pfs/rules/nlp/procedures.json: unknown keys {sorted(unknown)}")
+    try:
+        return tuple(tuple(re.compile(p, re.IGNORECASE) for p in data[k]) for k in ("modality", "region", "exclude"))
+    except re.error as err:
+        raise RuleFileError(f"pfs/rules/nlp/procedures.json: bad pattern: {err}") from err
+
+
+def is_brain_mri(procedure: str | None, text: str) -> bool:
+    """Whether a report is a brain MRI, by its procedure name or, when that is blank, its first lines."""
+    modality, region, exclude = _procedure_patterns()
+    name = (procedure or "").strip()
+    if not name:
+        name = " ".join(text[:300].splitlines()[:4])
+    return (any(p.search(name) for p in modality) and any(p.search(name) for p in region)
+            and not any(p.search(name) for p in exclude))
+
+
+def _strength(m: Mention) -> int:
+    """0 = does not count, -1 = negated, else certainty."""
+    mods = set(m.modifiers)
+    if mods & _IGNORING:
+        return 0
+    if mods & _NEGATING:
+        return -1
+    if "POSSIBLE_EXISTENCE" in mods:
+        return POSSIBLE
+    if "PROBABLE_EXISTENCE" in mods:
+        return PROBABLE
+    return DEFINITE
+
+
+def _sentence_call(mentions: list[Mention], tier_has_worsening: bool) -> tuple[ReportLabel, str, bool, int] | None:
+    affirmed: dict[str, int] = {}
+    negated: set[str] = set()
+    literal: dict[str, str] = {}
+    for m in mentions:
+        s = _strength(m)
+        if s == 0:
+            continue
+        if s < 0:
+            negated.add(m.category)
+            continue
+        if s > affirmed.get(m.category, 0):
+            affirmed[m.category] = s
+            literal[m.category] = m.literal
+    get = affirmed.get
+    worsening = get("WORSENING", 0)
+    tumour = max(get("PROGRESSION", 0), get("NEW_LESION", 0))
+    treat = get("TREATMENT_EFFECT", 0)
+    if get("POSTTREATMENT", 0) and (worsening or tumour or tier_has_worsening or get("POSTTREATMENT", 0) == PROBABLE):
+        treat = max(treat, get("POSTTREATMENT", 0))
+    if get("INDETERMINATE", 0):
+        return ReportLabel.INDETERMINATE, f"indeterminate_term({literal['INDETERMINATE']})", True, get("INDETERMINATE")
+    if tumour and treat:
+        if tumour > treat:
+            return ReportLabel.PROGRESSION, "tumour_favoured_over_treatment", True, tumour
+        if treat > tumour:
+            return ReportLabel.TREATMENT_EFFECT, "treatment_favoured_over_tumour", True, treat
+        return ReportLabel.INDETERMINATE, "tumour_versus_treatment", True, tumour
+    if tumour:
+        key = "PROGRESSION" if get("PROGRESSION", 0) >= get("NEW_LESION", 0) else "NEW_LESION"
+        if tumour == POSSIBLE:
+            return ReportLabel.INDETERMINATE, f"possible_progression({literal[key]})", True, tumour
+        rule = "progression_term" if key == "PROGRESSION" else "new_lesion"
+        return ReportLabel.PROGRESSION, f"{rule}({literal[key]})", True, tumour
+    if treat:
+        if treat == POSSIBLE and worsening:
+            return ReportLabel.INDETERMINATE, "worse_possibly_treatment", True, treat
+        key = "TREATMENT_EFFECT" if "TREATMENT_EFFECT" in literal else "POSTTREATMENT"
+        return ReportLabel.TREATMENT_EFFECT, f"treatment_effect({literal[key]})", True, treat
+    if worsening:
+        if worsening == POSSIBLE:
+            return ReportLabel.INDETERMINATE, f"possible_worsening({literal['WORSENING']})", False, worsening
+        return ReportLabel.PROGRESSION, f"worsening({literal['WORSENING']})", False, worsening
+    if get("IMPROVED", 0):
+        return ReportLabel.IMPROVED, f"improved({literal['IMPROVED']})", False, get("IMPROVED")
+    if get("STABLE", 0):
+        return ReportLabel.STABLE, f"stable({literal['STABLE']})", False, get("STABLE")
+    if negated & {"PROGRESSION", "NEW_LESION", "WORSENING"}:
+        return ReportLabel.STABLE, "negated_progression", True, DEFINITE
+    if get("NONDIAGNOSTIC", 0):
+        return ReportLabel.NO_ASSESSMENT, "nondiagnostic", False, DEFINITE
+    return None
+
+
+def _tier_calls(mentions: list[Mention]) -> list[_SentenceCall]:
+    tier_has_worsening = any(m.category in ("WORSENING", "NEW_LESION") and _strength(m) > 0 for m in mentions)
+    by_sentence: dict[tuple[int, int], list[Mention]] = {}
+    for m in mentions:
+        by_sentence.setdefault((m.sent_start, m.sent_end), []).append(m)
+    calls = []
+    for (start, end), ms in by_sentence.items():
+        call = _sentence_call(ms, tier_has_worsening)
+        if call is not None:
+            calls.append(_SentenceCall(call[0], call[1], call[2], call[3], start, end, ms[0].section))
+    return calls
+
+
+def _best(calls: list[_SentenceCall]) -> _SentenceCall:
+    pool = [c for c in calls if c.interpretive] or calls
+    return min(pool, key=lambda c: (_PRIORITY.index(c.label), -c.certainty, c.start))
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def decide(text: str, facts: ReportFacts, assessed_sections: tuple[str, ...] = ("addendum", "impression",
+                                                                                 "findings", "")) -> Decision:
+    """The label of one brain-MRI report from its NLP facts and its text (for BT-RADS)."""
+    scores = find_bt_rads(text)
+    tiers = [tuple(s for s in tier if s in assessed_sections) for tier in _TIERS]
+    addendum_start = min((start for cat, start in facts.sections if cat == "addendum"), default=None)
+    chosen: _SentenceCall | None = None
+    for tier in tiers:
+        if not tier:
+            continue
+        calls = _tier_calls([m for m in facts.mentions if m.section in tier])
+        if calls:
+            chosen = _best(calls)
+            break
+    if scores:
+        score, s_start, s_end = scores[-1]
+        addendum_overrules = (chosen is not None and chosen.section == "addendum" and addendum_start is not None
+                              and s_start < addendum_start)
+        if not addendum_overrules:
+            line_start = text.rfind("\n", 0, s_start) + 1
+            line_end = text.find("\n", s_end)
+            start, end = _trim(text, line_start, len(text) if line_end < 0 else line_end)
+            section = ""
+            for cat, sec_start in facts.sections:
+                if sec_start <= s_start:
+                    section = cat
+            return Decision(BT_RADS_LABELS[score], f"bt_rads({score})", score, start, end, section, DEFINITE)
+    bt = scores[-1][0] if scores else ""
+    if chosen is None:
+        return Decision(ReportLabel.NO_ASSESSMENT, "no_assessment_found", bt)
+    start, end = _trim(text, chosen.start, chosen.end)
+    return Decision(chosen.label, chosen.rule, bt, start, end, chosen.section, chosen.certainty)
