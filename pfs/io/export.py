@@ -301,9 +301,8 @@ def load_export(root: Path | str, mapping: Mapping | Path | str | None = None,
             unknown = ~df["patient_id"].isin(known)
             if unknown.any():
                 quarantined_patients = set(_quarantined_patient_ids(quarantine))
-                reason = df["patient_id"].map(
-                    lambda p: "patient was quarantined in the patients table" if p in quarantined_patients
-                    else "unknown patient_id (not in the patients table)"
+                reason = pd.Series("unknown patient_id (not in the patients table)", index=df.index).mask(
+                    df["patient_id"].isin(quarantined_patients), "patient was quarantined in the patients table"
                 )
                 quarantine.add_from(name, df, unknown, reason, stage="load", column="patient_id")
                 df = df.loc[~unknown].reset_index(drop=True)

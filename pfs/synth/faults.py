@@ -77,7 +77,7 @@ def apply(export: Path, seed: int) -> pd.DataFrame:
     names = ["medication_unknown_patient", "medication_negative_dose", "medication_excel_date",
              "medication_duplicate_id", "medication_absurd_dose", "medication_unparseable_sig"]
     rows = _append(meds_path, faulty, header)
-    log += [{"table": "medications", "row": r, "fault": f} for r, f in zip(rows, names)]
+    log += [{"table": "medications", "row": r, "fault": f} for r, f in zip(rows, names, strict=True)]
     # A truncated last line, as when an export job is killed mid-write.
     with meds_path.open("a", encoding="utf-8") as fh:
         fh.write(f"{pid},MX-TRUNC,2020-01-0")
@@ -92,7 +92,7 @@ def apply(export: Path, seed: int) -> pd.DataFrame:
               rbase]
     rows = _append(reps_path, faulty, header)
     log += [{"table": "reports", "row": r, "fault": f}
-            for r, f in zip(rows, ["report_empty_text", "report_unknown_patient", "report_duplicate_id"])]
+            for r, f in zip(rows, ["report_empty_text", "report_unknown_patient", "report_duplicate_id"], strict=True)]
 
     img_path = export / "imaging.csv"
     if img_path.exists():
@@ -111,8 +111,8 @@ def apply(export: Path, seed: int) -> pd.DataFrame:
             ibase | {"study_id": "SX-EMPTY", "sequence": "T1C", "path": "images/faults/empty.nii.gz"},
         ]
         rows = _append(img_path, faulty, header)
-        log += [{"table": "imaging", "row": r, "fault": f} for r, f in zip(
-            rows, ["imaging_path_escape", "imaging_missing_file", "imaging_corrupt_nifti", "imaging_zero_byte"])]
+        names = ["imaging_path_escape", "imaging_missing_file", "imaging_corrupt_nifti", "imaging_zero_byte"]
+        log += [{"table": "imaging", "row": r, "fault": f} for r, f in zip(rows, names, strict=True)]
 
     out = pd.DataFrame(log)
     out["stage"] = out["fault"].map(lambda f: FAULTS[f][1])

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from pfs_testdata import MEDICATIONS, PATIENTS, REPORTS, write_export
 
-from conftest import MEDICATIONS, PATIENTS, REPORTS, write_export
 from pfs.exceptions import ExportError
 from pfs.io.export import load_export, normalise_sequence
 

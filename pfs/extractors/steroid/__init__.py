@@ -223,6 +223,9 @@ def _dose_text(o: pd.DataFrame) -> pd.Series:
     mg = _fmt_series(o["mg_per_admin"])
     text = mg + " mg " + label
     text = text.where(~o["taper"].astype(bool), "taper from " + _fmt_series(o["drug_mg_per_day"]) + " mg/day")
+    text = text.where(
+        ~o["split_dose"].astype(bool), "split doses of " + _fmt_series(o["drug_mg_per_day"]) + " mg/day"
+    )
     return text.where(~o["dose_pack"].astype(bool), "dose pack")
 
 

@@ -276,6 +276,7 @@ def _parse_taper(
 
 #: Columns of :func:`parse_orders`'s result.
 PARSED_COLUMNS = [
+    "split_dose",
     "mg_per_admin",
     "per_day",
     "drug_mg_per_day",
@@ -329,7 +330,29 @@ def _sig_tuple(sig: str, rules: FrequencyRules, antiemetic: re.Pattern[str]) -> 
         concentration_mg_per_ml(sig) or np.nan,
         float(mass.group(1)) * _UNIT_MG[mass.group(2)] if mass else np.nan,
         bool(_TAPER_WORDS.search(sig)),
+        _split_dose(t, rules),
     )
+
+
+def _split_dose(t: str, rules: FrequencyRules) -> float:
+    """mg/day of a sig with two doses at two times ('4 mg every morning and 2 mg at bedtime'), else NaN."""
+    parts = t.split(" and ")
+    if len(parts) != 2:
+        return np.nan
+    total = 0.0
+    for part in parts:
+        mass = _STRENGTH.search(part)
+        freq = parse_frequency(part, rules)
+        if mass is None or freq is None or freq.once:
+            return np.nan
+        total += float(mass.group(1)) * _UNIT_MG[mass.group(2)] * freq.per_day
+    return total
+
+
+def _pack_bits(text: str, rules: SteroidRules) -> int:
+    """Bit i set when dose pack i of the rule file is named in ``text``."""
+    t = normalise_one(text)
+    return sum(1 << i for i, pack in enumerate(rules.dose_packs) if pack.pattern.search(t))
 
 
 def _unit_tuple(unit: str) -> tuple[str, float]:
@@ -371,7 +394,7 @@ def parse_orders(
     )
     S = _per_distinct(
         sig,
-        lambda t: _sig_tuple(t, freq_rules, rules.antiemetic_pattern),
+        lambda t: (*_sig_tuple(t, freq_rules, rules.antiemetic_pattern), _pack_bits(t, rules)),
         [
             "per_day",
             "once",
@@ -384,10 +407,14 @@ def parse_orders(
             "conc",
             "mass_mg",
             "taper_words",
+            "split_mg_day",
+            "pack_bits",
         ],
     )
     N = _per_distinct(
-        name, lambda t: (strength_mg(t) or np.nan, concentration_mg_per_ml(t) or np.nan), ["strength", "conc"]
+        name,
+        lambda t: (strength_mg(t) or np.nan, concentration_mg_per_ml(t) or np.nan, _pack_bits(t, rules)),
+        ["strength", "conc", "pack_bits"],
     )
     U = _per_distinct(meds["dose_unit"].fillna("").astype(str), _unit_tuple, ["kind", "factor"])
 
@@ -498,6 +525,14 @@ def parse_orders(
     out.loc[no_freq, "problem"] = "no frequency in the frequency column or the sig"
     out.loc[no_freq, "problem_column"] = "frequency"
     out.loc[no_freq, ["drug_mg_per_day"]] = np.nan
+    # A sig with two doses at two times overrides the dose column, which can hold only one of them.
+    split = S["split_mg_day"].to_numpy(dtype="float64")
+    is_split = ~np.isnan(split)
+    out["split_dose"] = is_split
+    if is_split.any():
+        out.loc[is_split, "drug_mg_per_day"] = split[is_split]
+        out.loc[is_split, ["mg_per_admin", "per_day"]] = np.nan
+        out.loc[is_split, ["problem", "problem_column"]] = None
 
     # Written tapers: parsed per distinct (sig, drug name, frequency column) among sigs with 'then' or ';'.
     tw = S["taper_words"].to_numpy(dtype=bool)
@@ -516,6 +551,7 @@ def parse_orders(
             st = steps[ok]
             out.loc[rows, "schedule"] = st
             out.loc[rows, "taper"] = True
+            out.loc[rows, "split_dose"] = False
             out.loc[rows, "drug_mg_per_day"] = st.map(lambda x: x[0][1]).to_numpy()
             out.loc[rows, ["mg_per_admin", "per_day"]] = np.nan
             out.loc[rows, "duration_days"] = st.map(
@@ -525,27 +561,23 @@ def parse_orders(
 
     # Dose packs named in the drug name or the sig, for their own drug only.
     drug_arr = drug.fillna("").to_numpy()
-    for pack in rules.dose_packs:
+    for i, pack in enumerate(rules.dose_packs):
         candidates = drug_arr == pack.drug
         if not candidates.any():
             continue
-        hit = np.zeros(len(out), dtype=bool)
-        for text in (name, sig):
-            hit[candidates] |= _per_distinct(
-                text[candidates], lambda t, p=pack: (bool(p.pattern.search(normalise_one(t))),), ["h"]
-            )["h"].to_numpy(dtype=bool)
-        hit &= ~out["dose_pack"].to_numpy(dtype=bool)
+        bits = S["pack_bits"].to_numpy(dtype="int64") | N["pack_bits"].to_numpy(dtype="int64")
+        hit = candidates & ((bits >> i) & 1).astype(bool) & ~out["dose_pack"].to_numpy(dtype=bool)
         if not hit.any():
             continue
         sched = tuple((1.0, mg_) for mg_ in pack.mg_per_day)
         rows = out.index[hit]
         out.loc[rows, "schedule"] = pd.Series([sched] * len(rows), index=rows, dtype=object)
-        out.loc[rows, ["dose_pack", "taper", "once"]] = [True, False, False]
+        out.loc[rows, ["dose_pack", "taper", "once", "split_dose"]] = [True, False, False, False]
         out.loc[rows, ["mg_per_admin", "drug_mg_per_day"]] = sched[0][1]
         out.loc[rows, "per_day"] = 1.0
         out.loc[rows, "duration_days"] = float(len(sched))
         out.loc[rows, ["problem", "problem_column"]] = None
-    for col in ("once", "prn", "dose_pack", "antiemetic", "taper"):
+    for col in ("once", "prn", "dose_pack", "antiemetic", "taper", "split_dose"):
         out[col] = out[col].astype(bool)
     for col in ("mg_per_admin", "per_day", "drug_mg_per_day", "duration_days"):
         out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")

@@ -202,3 +202,35 @@ def test_frequency_rule_file_rejects_unknown_keys():
         parse_frequency_rules({"fixed": [], "hourly": []})
     with pytest.raises(RuleFileError, match="per_day"):
         parse_frequency_rules({"fixed": [{"pattern": "x", "per_day": 0}]})
+
+
+@pytest.mark.parametrize(
+    "sig, mg_day",
+    [
+        ("4 mg every morning and 2 mg at bedtime", 6),
+        ("Take 4 mg by mouth QAM and 2 mg QPM", 6),
+        ("2 mg BID and 1 mg qHS", 5),
+    ],
+)
+def test_split_doses_in_one_sig_add_up(rules, sig, mg_day):
+    out = _one(rules, "dexamethasone 2 mg tablet", 4, "mg", "", sig)
+    assert out["split_dose"] and out["problem"] is None
+    assert out["drug_mg_per_day"] == pytest.approx(mg_day)
+
+
+@pytest.mark.parametrize(
+    "name, dose, unit, freq, sig, mg_day",
+    [
+        ("DEXAMETHASONE 4 MG/ML INJ SOLN", 1, "mL", "q6h", "", 16),
+        ("Decadron 4 mg tab", NAN, "", "", "Take one tablet by mouth every morning", 4),
+        ("dexamethasone 4 mg tablet", NAN, "", "", "take ½ tab PO BID", 4),
+        ("DEXAMETHASONE 2 MG TABLET", 8, "MG", "Q8H", "take 4 tabs q8h", 24),
+        ("dexamethasone", 6, "mg", "QAM", "", 6),
+        ("dexAMETHasone", 4, "mg", "", "4mg po q6hrs", 16),
+        ("dexamethasone", 10, "mg", "", "10 mg IV x1 dose", 10),
+    ],
+)
+def test_more_messy_orders(rules, name, dose, unit, freq, sig, mg_day):
+    out = _one(rules, name, dose, unit, freq, sig)
+    assert out["problem"] is None
+    assert out["drug_mg_per_day"] == pytest.approx(mg_day)

@@ -135,8 +135,13 @@ def test_sweep_conserves_the_total_dose_of_random_segments():
     from hypothesis import strategies as st
 
     seg_strategy = st.lists(
-        st.tuples(st.integers(0, 2), st.integers(0, 60), st.integers(0, 20), st.sampled_from([0.5, 1, 2, 4, 8]),
-                  st.booleans()),
+        st.tuples(
+            st.integers(0, 2),
+            st.integers(0, 60),
+            st.integers(0, 20),
+            st.sampled_from([0.5, 1, 2, 4, 8]),
+            st.booleans(),
+        ),
         min_size=1,
         max_size=25,
     )
@@ -145,7 +150,8 @@ def test_sweep_conserves_the_total_dose_of_random_segments():
     @given(seg_strategy)
     def check(rows):
         seg = pd.DataFrame(
-            [(p, s, s + d, mg, c) for p, s, d, mg, c in rows], columns=["pcode", "start", "stop", "mg", "counted"]
+            [(p, s, s + d, mg, c) for p, s, d, mg, c in rows],
+            columns=["pcode", "start", "stop", "mg", "counted"],
         ).sort_values("pcode", kind="stable")
         runs = sweep(seg)
         days = runs["stop"] - runs["start"] + 1

@@ -176,9 +176,11 @@ def _component_filter(cand: np.ndarray, depth: np.ndarray, flair_n: np.ndarray |
                    for s, m, dim in zip(slices[i], margin, cand.shape, strict=True))
         comp = labels[sl] == i + 1
         if flair_n is not None and p.flair_context:
-            shell = (ndimage.distance_transform_edt(~comp, sampling=spacing) <= p.flair_context_mm) & ~comp
-            shell &= depth[sl] > 0
-            if shell.any() and float(np.median(flair_n[sl][shell])) < p.flair_context_min:
+            # The component and its surroundings: tumour and oedema are FLAIR-bright, a vessel is a flow
+            # void in normal brain, choroid plexus floats in suppressed CSF.
+            region = ndimage.distance_transform_edt(~comp, sampling=spacing) <= p.flair_context_mm
+            region &= depth[sl] > 0
+            if region.any() and float(np.median(flair_n[sl][region])) < p.flair_context_min:
                 keep[i] = False
                 dropped["no_oedema"] += 1
     flags.extend(f"dropped_{k}={v}" for k, v in dropped.items() if v)

@@ -1,0 +1,93 @@
+"""Progression events from labelled reports, with a confirmation rule against false alarms.
+
+A report labelled progression is an event unless the patient's course contradicts it:
+
+* a report labelled treatment effect or improved within ``contradiction_window_days`` after it
+  (the "progression" was pseudoprogression or responded, so it was not progression);
+* within ``early_window_days_after_rt`` of the end of radiotherapy, where enlargement is often
+  pseudoprogression (RANO: 12 weeks; RANO 2.0 asks for confirmation on a follow-up scan), the next
+  assessed report within ``confirm_within_days`` must not be stable, improved or treatment effect.
+  Without any later report the event stands, with lower confidence.
+
+Reports dated before the index date (or diagnosis) describe the tumour at presentation and never
+make an event. Event date = report date: RANO 2.0 dates a confirmed progression to its first scan.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pfs.vocab import ReportLabel, Source
+
+_ASSESSED = {ReportLabel.PROGRESSION, ReportLabel.STABLE, ReportLabel.IMPROVED, ReportLabel.TREATMENT_EFFECT,
+             ReportLabel.INDETERMINATE}
+#: Confidence of an event by how firmly the deciding sentence said it (labels.DEFINITE ... POSSIBLE).
+_CONFIDENCE = {3: 0.9, 2: 0.8, 1: 0.6, 0: 0.6}
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def progression_events(labels: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, Any]) -> tuple[
+        pd.DataFrame, dict[str, int]]:
+    """Events (events.json columns) from report labels; also counts of what was dropped and why.
+
+    ``labels`` needs patient_id, report_id, report_date, label, rule, evidence_sentence, certainty.
+    """
+    counts = {"events_candidates": 0, "events_contradicted": 0, "events_unconfirmed_early": 0,
+              "events_before_index": 0}
+    columns = ["patient_id", "source", "event_date", "kind", "ref_id", "evidence", "value", "confidence"]
+    if labels.empty:
+        return pd.DataFrame(columns=columns), counts
+    lab = labels.loc[labels["label"].isin([str(x) for x in _ASSESSED]) & labels["report_date"].notna()]
+    lab = lab.sort_values(["patient_id", "report_date", "report_id"], kind="stable")
+    pat = patients.set_index("patient_id")
+    anchor = pat["diagnosis_date"]
+    if "surgery_date" in pat and settings.get("index_after_surgery", True):
+        anchor = pat["surgery_date"].fillna(anchor)
+    rows = []
+    contra = set(settings["contradicting_labels"])
+    window = pd.Timedelta(days=settings["contradiction_window_days"])
+    early = pd.Timedelta(days=settings["early_window_days_after_rt"])
+    confirm = pd.Timedelta(days=settings["confirm_within_days"])
+    for pid, group in lab.groupby("patient_id", sort=True):
+        dates = group["report_date"].to_numpy()
+        labels_ = group["label"].to_numpy()
+        start = anchor.get(pid, pd.NaT)
+        rt_end = pat["rt_end_date"].get(pid, pd.NaT) if "rt_end_date" in pat else pd.NaT
+        for i, row in enumerate(group.itertuples(index=False)):
+            if row.label != ReportLabel.PROGRESSION:
+                continue
+            counts["events_candidates"] += 1
+            if pd.notna(start) and row.report_date <= start:
+                counts["events_before_index"] += 1
+                continue
+            later = (dates > np.datetime64(row.report_date)) & (dates <= np.datetime64(row.report_date + window))
+            if any(lbl in contra for lbl in labels_[later]):
+                counts["events_contradicted"] += 1
+                continue
+            confidence = _CONFIDENCE.get(int(row.certainty), 0.6)
+            if settings["confirm_early"] and pd.notna(rt_end) and rt_end <= row.report_date <= rt_end + early:
+                nxt = np.flatnonzero(dates > np.datetime64(row.report_date))
+                if nxt.size and dates[nxt[0]] <= np.datetime64(row.report_date + confirm):
+                    if labels_[nxt[0]] not in (ReportLabel.PROGRESSION, ReportLabel.INDETERMINATE):
+                        counts["events_unconfirmed_early"] += 1
+                        continue
+                elif not nxt.size:
+                    confidence *= 0.7
+            rows.append({
+                "patient_id": pid,
+                "source": str(Source.NLP),
+                "event_date": row.report_date,
+                "kind": "report_progression",
+                "ref_id": row.report_id,
+                "evidence": _one_line(f"{row.label} [{row.rule}] {row.evidence_sentence}"),
+                "value": np.nan,
+                "confidence": round(float(confidence), 3),
+            })
+    return pd.DataFrame(rows, columns=columns), counts
