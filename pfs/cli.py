@@ -88,7 +88,7 @@ def extract(
     if save_masks:
         if "masks_dir" not in cfg.section("imaging"):
             raise PfsError("--save-masks needs the imaging extractor, which is not built in this version")
-        cfg = cfg.with_overrides({"imaging": {"masks_dir": str(out / "masks")}})
+        cfg = cfg.with_overrides({"imaging": {"save_masks": True, "masks_dir": str(out / "masks")}})
     console = _console()
     with console.status("pfs extract") as status:
         result = run_extract(export_dir, out, sources=_split_sources(sources), config=cfg, mapping=mapping,

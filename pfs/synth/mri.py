@@ -57,7 +57,8 @@ _TISSUE_KEYS = {"gm", "csf", "oedema_factor", "enhancing", "necrosis", "cavity",
                 "choroid", "blood_products", "bone", "marrow", "muscle", "fat", "skin"}
 _LAYERS = ("csf", "inner_table", "marrow", "outer_table", "muscle", "fat", "skin")
 _LAYER_TISSUE = ("csf", "bone", "marrow", "bone", "muscle", "fat", "skin")
-_LESION_KEYS = {"min_enhancing_ml", "max_enhancing_ml", "max_flair_ml", "necrosis_from_ml", "necrosis_full_ml",
+_LESION_KEYS = {"enhancement_scale", "texture",
+                "min_enhancing_ml", "max_enhancing_ml", "max_flair_ml", "necrosis_from_ml", "necrosis_full_ml",
                 "necrotic_radius_fraction", "irregularity", "cavity_ml", "cavity_shrink_by_6_months",
                 "distant_min_distance_mm", "distant_oedema_per_ml", "blood_products_ml",
                 "postop_dura_radius_mm", "postop_dura_boost"}
@@ -129,11 +130,14 @@ def load_params(text: str | None = None) -> MriParams:
     for i, s in enumerate(raw["scanners"]):
         _reject_unknown(s, _SCANNER_KEYS, f"scanners[{i}]")
         if s["orientation"] not in ("RAS", "LPS"):
-            raise RuleFileError(f"synth_mri.json: scanners[{i}].orientation must be RAS or LPS, not {s['orientation']!r}")
+            raise RuleFileError(
+                f"synth_mri.json: scanners[{i}].orientation must be RAS or LPS, not {s['orientation']!r}")
         if s["dtype"] not in _DTYPES:
-            raise RuleFileError(f"synth_mri.json: scanners[{i}].dtype must be one of {sorted(_DTYPES)}, not {s['dtype']!r}")
+            raise RuleFileError(
+                f"synth_mri.json: scanners[{i}].dtype must be one of {sorted(_DTYPES)}, not {s['dtype']!r}")
         if len(s["spacing_mm"]) != 3 or min(s["spacing_mm"]) <= 0:
-            raise RuleFileError(f"synth_mri.json: scanners[{i}].spacing_mm must be 3 positive numbers, not {s['spacing_mm']}")
+            raise RuleFileError(
+                f"synth_mri.json: scanners[{i}].spacing_mm must be 3 positive numbers, not {s['spacing_mm']}")
         scanners.append(ScannerSpec(**{**s, "spacing_mm": tuple(float(v) for v in s["spacing_mm"])}))
     for seq, tissues in raw["intensity"].items():
         if seq not in _SEQUENCES:
@@ -173,7 +177,7 @@ def _tubes(shape: tuple[int, ...], origin: np.ndarray, lines: list[tuple[np.ndar
     out = np.zeros(shape, np.float32)
     for pts, radius in lines:
         seg = [pts[0]]
-        for a, b in zip(pts[:-1], pts[1:]):
+        for a, b in zip(pts[:-1], pts[1:], strict=True):
             n = max(1, int(np.ceil(np.linalg.norm(b - a) / 0.5)))
             seg.extend(a + (b - a) * t for t in np.linspace(0, 1, n + 1)[1:])
         reach = int(np.ceil(radius + 1))
@@ -196,7 +200,7 @@ def _coarse_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float
 
     small = tuple(n // 4 + 2 for n in shape)
     n = ndi.gaussian_filter(rng.standard_normal(small).astype(np.float32), sigma / 4)
-    n = ndi.zoom(n / (n.std() + 1e-9), [a / b for a, b in zip(shape, small)], order=1)
+    n = ndi.zoom(n / (n.std() + 1e-9), [a / b for a, b in zip(shape, small, strict=True)], order=1)
     return n[:shape[0], :shape[1], :shape[2]]
 
 
@@ -215,7 +219,7 @@ def _atlas() -> _Atlas:
     bidx = np.argwhere(brain)
     lo = np.maximum(bidx.min(0) - 17, 0)
     hi = np.minimum(bidx.max(0) + 18, brain.shape)
-    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     t1, gm, wm, brain = (np.ascontiguousarray(a[crop]) for a in (t1, gm, wm, brain))
     origin = t1_img.affine[:3, 3].astype(float) + lo
     shape = brain.shape
@@ -318,7 +322,7 @@ def _grid_affine(spacing: tuple[float, float, float], orientation: str, oblique_
     direction = rot @ flip
     half = (hi - lo) / 2.0
     half_grid = np.abs(direction.T) @ half  # extent of the box along the grid's own axes
-    shape = tuple(int(np.ceil(2 * h / s)) + 1 for h, s in zip(half_grid, spacing))
+    shape = tuple(int(np.ceil(2 * h / s)) + 1 for h, s in zip(half_grid, spacing, strict=True))
     aff = np.eye(4)
     aff[:3, :3] = direction @ np.diag(spacing)
     aff[:3, 3] = (lo + hi) / 2.0 - aff[:3, :3] @ ((np.array(shape) - 1) / 2.0)
@@ -337,7 +341,7 @@ def _resampled(spacing: tuple[float, float, float], orientation: str, oblique_de
     lo[2] = max(lo[2], atlas.brain_box[0][2])  # the field of view stops at the foramen magnum
     aff, shape = _grid_affine(spacing, orientation, oblique_deg, lo, hi)
     ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
-    coords = (aff[:3, :3].astype(np.float32) @ ijk + aff[:3, 3:].astype(np.float32)) - atlas.origin[:, None].astype(np.float32)
+    coords = aff[:3, :3].astype(np.float32) @ ijk + (aff[:3, 3] - atlas.origin)[:, None].astype(np.float32)
     sigma = [0.4 * s if s > 1.0 else 0.0 for s in spacing]
     out = {}
     for name, m in atlas.maps.items():
@@ -345,7 +349,8 @@ def _resampled(spacing: tuple[float, float, float], orientation: str, oblique_de
         src = ndi.gaussian_filter(m, sigma) if max(sigma) > 0 and name in _THIN_MAPS else m
         # Beyond the template is air: far outside the head, not on the brain surface.
         cval = 1000.0 if name == "outside" else 0.0
-        out[name] = ndi.map_coordinates(src, coords, order=1, mode="constant", cval=cval).reshape(shape).astype(np.float32)
+        out[name] = ndi.map_coordinates(src, coords, order=1, mode="constant", cval=cval).reshape(shape)
+        out[name] = out[name].astype(np.float32, copy=False)
     return aff, shape, out
 
 
@@ -426,6 +431,7 @@ class _Plan:
     distant_shape: _Shape
     craniotomy: np.ndarray
     blood_dirs: np.ndarray
+    enhancement: float  # how strongly this tumour takes up gadolinium (scales T1C enhancement over tissue)
 
 
 def _plan(rng: np.random.Generator, params: MriParams) -> _Plan:
@@ -455,6 +461,7 @@ def _plan(rng: np.random.Generator, params: MriParams) -> _Plan:
         distant_shape=_Shape.draw(rng, les["irregularity"]),
         craniotomy=cc - inward * float(depth[tuple(ijk)]),
         blood_dirs=blood / np.linalg.norm(blood, axis=1, keepdims=True),
+        enhancement=float(rng.uniform(*les["enhancement_scale"])),
     )
 
 
@@ -465,7 +472,7 @@ def _box(grid: _Grid, centre: np.ndarray, radius: float) -> tuple[slice, slice, 
     vox = (inv @ corners.T)[:3]
     lo = np.clip(np.floor(vox.min(1)).astype(int), 0, grid.shape)
     hi = np.clip(np.ceil(vox.max(1)).astype(int) + 1, 0, grid.shape)
-    return tuple(slice(a, b) for a, b in zip(lo, hi))  # type: ignore[return-value]
+    return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))  # type: ignore[return-value]
 
 
 def _world(grid: _Grid, box: tuple[slice, slice, slice]) -> np.ndarray:
@@ -605,8 +612,10 @@ def _contrast(grid: _Grid, seq: str, labels: np.ndarray, lesion_box: tuple[slice
         target[lab == CAVITY] = t["cavity"]
         target[lab == BLOOD] = t["blood_products"]
         target[lab == NECROSIS] = t["necrosis"]
-        target[lab == ENHANCING] = t["enhancing"]
-        target = target * np.where(lab > 0, 1 + 0.07 * texture, 1).astype(np.float32)
+        # Enhancement varies between tumours (perfusion, dose, timing after injection) and within one.
+        target[lab == ENHANCING] = t["necrosis"] + (t["enhancing"] - t["necrosis"]) * plan.enhancement
+        amp = params.lesion["texture"]
+        target = target * np.where(lab > 0, 1 + amp * texture, 1).astype(np.float32)
         # Partial volume at the lesion border, as a real acquisition blurs it.
         img[lesion_box] = base + ndi.gaussian_filter(target - base, 0.5)
     if seq == "T1C" and postop_dura > 0:
@@ -658,7 +667,8 @@ def _encode(physical: np.ndarray, scanner: ScannerSpec, affine: np.ndarray, leve
         step = np.float32(scanner.max_value / 4096)
         return _nifti_gz((np.rint(physical / step) * step).astype(np.float32), None, affine, 1.0, 0.0, level)
     info = np.iinfo(_DTYPES[scanner.dtype])
-    raw = np.clip(np.rint((physical - scanner.inter) / scanner.slope), info.min, info.max).astype(_DTYPES[scanner.dtype])
+    raw = np.clip(np.rint((physical - scanner.inter) / scanner.slope), info.min, info.max)
+    raw = raw.astype(_DTYPES[scanner.dtype])
     return _nifti_gz(None, raw, affine, scanner.slope, scanner.inter, level)
 
 
@@ -702,7 +712,8 @@ def _study(course: PatientCourse, scan: Scan, plan: _Plan, rng: np.random.Genera
     lesion_box = None
     texture = None
     if len(nz[0]):
-        lesion_box = tuple(slice(max(int(a.min()) - 3, 0), min(int(a.max()) + 4, n)) for a, n in zip(nz, grid.shape))
+        lesion_box = tuple(slice(max(int(a.min()) - 3, 0), min(int(a.max()) + 4, n))
+                           for a, n in zip(nz, grid.shape, strict=True))
         texture = _smooth_noise(rng, labels[lesion_box].shape, 1.2)
     postop_dura = les["postop_dura_boost"] * (1.0 if scan.phase == "postop" else 0.6)
 
@@ -768,7 +779,7 @@ def write_studies(courses: list[PatientCourse], export: Path, truth: Path, seed:
     """
     import multiprocessing as mp
     import os
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     params = params or load_params()
     export, truth = Path(export), Path(truth)
@@ -794,8 +805,6 @@ def write_studies(courses: list[PatientCourse], export: Path, truth: Path, seed:
     else:
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
             futures = {pool.submit(_patient, c, export, truth, seed, params): i for i, c in enumerate(courses)}
-            from concurrent.futures import as_completed
-
             for fut in as_completed(futures):
                 record(futures[fut], fut.result())
     rows = [r for i in range(len(courses)) for r in results[i][0]]

@@ -67,6 +67,35 @@ def _sitk():
     return sitk
 
 
+def _read_nifti(path: Path):
+    """NIfTI voxels via nibabel, geometry via SimpleITK's header reader.
+
+    nibabel applies scl_slope/scl_inter, keeps NaNs (ITK silently turns them into 0) and fails on a
+    truncated file (ITK returns zeros); SimpleITK gives the LPS direction cosines the rest of pfs uses.
+    """
+    import nibabel as nib
+
+    sitk = _sitk()
+    info = sitk.ImageFileReader()
+    info.SetFileName(str(path))
+    info.ReadImageInformation()
+    img = nib.load(str(path))
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise ImagingInputError(f"image is {data.ndim}-D (shape {data.shape}); a 3-D volume is needed")
+    size = tuple(int(v) for v in info.GetSize()[:3])
+    if data.shape != size:
+        raise ImagingInputError(f"header geometry {size} disagrees with the voxel data {data.shape}")
+    image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
+    image.SetSpacing(info.GetSpacing()[:3])
+    image.SetOrigin(info.GetOrigin()[:3])
+    d = np.asarray(info.GetDirection()).reshape(info.GetDimension(), info.GetDimension())[:3, :3]
+    image.SetDirection([float(v) for v in d.ravel()])
+    return image
+
+
 def read_image(path: Path):
     """A 3-D SimpleITK image (float32) from a NIfTI file or a folder holding one DICOM series.
 
@@ -86,14 +115,16 @@ def read_image(path: Path):
             files = reader.GetGDCMSeriesFileNames(str(path), series[0])
             reader.SetFileNames(files)
             image = reader.Execute()
+        elif path.name.lower().endswith((".nii", ".nii.gz")):
+            image = _read_nifti(path)
         else:
             image = sitk.ReadImage(str(path))
     except ImagingInputError:
         raise
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()
-        detail = next((ln for ln in first if "rror" in ln or "annot" in ln), first[-1] if first else "")
-        raise ImagingInputError(f"cannot read image (corrupt or truncated?): {detail.strip()[:160]}") from err
+    except Exception as err:  # ITK, nibabel, gzip and zlib each raise their own types for a corrupt file
+        lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if "rror" in ln or "annot" in ln), lines[-1] if lines else type(err).__name__)
+        raise ImagingInputError(f"cannot read image (corrupt or truncated?): {detail[:160]}") from err
     size = image.GetSize()
     if image.GetDimension() == 4 and size[3] == 1:
         image = image[:, :, :, 0]
@@ -104,7 +135,8 @@ def read_image(path: Path):
         raise ImagingInputError(f"image is 2-D (size {size}); a 3-D volume is needed")
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ImagingInputError("image has vector pixels (RGB?); a scalar MR volume is needed")
-    image = sitk.Cast(image, sitk.sitkFloat32)
+    if image.GetPixelID() != sitk.sitkFloat32:
+        image = sitk.Cast(image, sitk.sitkFloat32)
     arr = sitk.GetArrayViewFromImage(image)
     if not np.isfinite(arr).all():
         n = int((~np.isfinite(arr)).sum())
@@ -201,11 +233,9 @@ def read_mask(path: Path, reference, labels: list[int]) -> np.ndarray:
     """
     sitk = _sitk()
     try:
-        mask = sitk.ReadImage(str(path))
-    except RuntimeError as err:
-        raise ImagingInputError("cannot read mask (corrupt or truncated?)") from err
-    if mask.GetDimension() == 4 and mask.GetSize()[3] == 1:
-        mask = mask[:, :, :, 0]
+        mask = read_image(path)
+    except ImagingInputError as err:
+        raise ImagingInputError(f"mask: {err}") from err
     if tuple(mask.GetSize()) != tuple(reference.GetSize()):
         raise ImagingInputError(
             f"mask shape {tuple(mask.GetSize())} does not match the T1C shape {tuple(reference.GetSize())}"
@@ -213,12 +243,7 @@ def read_mask(path: Path, reference, labels: list[int]) -> np.ndarray:
     if not same_grid(grid_of(mask), grid_of(reference)):
         # Same voxel grid size but a header that differs (e.g. rounding in another tool): trust the voxels.
         mask.CopyInformation(reference)
-    arr = sitk.GetArrayFromImage(mask)
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise ImagingInputError("mask holds NaN/infinite voxels")
-        arr = np.rint(arr)
-    return np.isin(arr, labels)
+    return np.isin(np.rint(sitk.GetArrayFromImage(mask)), labels)
 
 
 def write_mask(mask: np.ndarray, reference, path: Path) -> None:

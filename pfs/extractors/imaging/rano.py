@@ -85,7 +85,9 @@ def assess_patient(studies: pd.DataFrame, lesions: dict[str, list[Lesion]], pati
         states[st.at[i, "study_id"]] = {"rano_state": "pre_baseline"}
     nadir, nadir_date = float(st.at[b, "et_volume_ml"]), st.at[b, "study_date"]
     states[st.at[b, "study_id"]] = {"rano_state": "baseline", "nadir_ml": nadir}
-    seen = [lesion.centroid_mm for lesion in lesions.get(st.at[b, "study_id"], [])]
+    # Only lesions of measurable size establish "known disease": a speck below new_lesion_min_ml that
+    # grows later is still a new lesion when it first reaches that size.
+    seen = [les.centroid_mm for les in lesions.get(st.at[b, "study_id"], []) if les.volume_ml >= p.new_lesion_min_ml]
     pending: int | None = None
     pending_text = ""
 
@@ -142,7 +144,7 @@ def assess_patient(studies: pd.DataFrame, lesions: dict[str, list[Lesion]], pati
         else:
             state["rano_state"] = "stable"
         states[sid] = state
-        seen.extend(lesion.centroid_mm for lesion in lesions.get(sid, []))
+        seen.extend(les.centroid_mm for les in lesions.get(sid, []) if les.volume_ml >= p.new_lesion_min_ml)
     if pending is not None and not done:
         _, ppct = _rise(float(st.at[pending, "et_volume_ml"]), nadir, nadir_date)
         event(pending, "volumetric_progression",

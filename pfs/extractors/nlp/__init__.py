@@ -1,1 +1,173 @@
-"""nlp extractor: not built yet (see the project's issues); `pfs extract` reports it as missing."""
+"""Radiology-report extractor: a label and its evidence for every report, progression events for the PFS.
+
+Stages (one module each): :mod:`.sentences` (clean-up and sentence rules) -> :mod:`.pipeline`
+(spaCy + medspaCy: sections, target concepts, ConText) -> :mod:`.labels` (report-level decision,
+BT-RADS) -> :mod:`.events` (confirmation rule). Every report of the export gets a row in
+``report_labels``: brain MRIs are assessed, other procedures are ``not_applicable``; a report that
+cannot be read is quarantined *and* listed (label ``no_assessment``), so no report is ever lost.
+Report text never goes to the log or the quarantine.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from pfs.exceptions import ConfigError
+from pfs.extractors import ExtractorResult
+from pfs.io.quarantine import COLUMNS as QUARANTINE_COLUMNS
+from pfs.vocab import ReportLabel
+
+if TYPE_CHECKING:
+    from pfs.extractors.nlp.pipeline import ReportFacts, ReportPipeline
+    from pfs.io import Export
+    from pfs.settings import Config
+
+log = logging.getLogger(__name__)
+
+LABEL_COLUMNS = ["patient_id", "report_id", "report_date", "label", "bt_rads", "evidence_sentence",
+                 "evidence_start", "evidence_end", "rule", "section"]
+#: The deciding sentence is cut to this length in report_labels (offsets still give the whole sentence).
+MAX_EVIDENCE_CHARS = 500
+
+
+def build_pipeline(settings: dict[str, Any]) -> ReportPipeline:
+    """The NLP pipeline for an ``nlp`` config section (shipped rules unless files are named)."""
+    from pfs.extractors.nlp.pipeline import ReportPipeline
+
+    return ReportPipeline(targets=settings.get("targets_file") or None, context=settings.get("context_file") or None,
+                          sections=settings.get("sections_file") or None, batch_size=int(settings["batch_size"]))
+
+
+_WORKER: ReportPipeline | None = None
+
+
+def _init_worker(pipeline: ReportPipeline | dict[str, Any]) -> None:
+    # With fork the parent's pipeline arrives as is (no rebuild); with spawn a settings dict arrives.
+    global _WORKER
+    _WORKER = pipeline if not isinstance(pipeline, dict) else build_pipeline(pipeline)
+
+
+def _work(texts: list[str]) -> list[ReportFacts]:
+    if _WORKER is None:  # _init_worker runs first in every pool process
+        raise RuntimeError("nlp worker process started without a pipeline")
+    return list(_WORKER.analyse_many(texts))
+
+
+def analyse_texts(texts: Sequence[str], pipeline: ReportPipeline, n_workers: int = 1,
+                  settings: dict[str, Any] | None = None) -> list[ReportFacts]:
+    """NLP facts for each text, in order; ``n_workers`` > 1 uses a process pool returning plain facts."""
+    if n_workers <= 1 or len(texts) < 2 * n_workers:
+        return list(pipeline.analyse_many(texts))
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    init_arg: ReportPipeline | dict[str, Any] = pipeline if ctx.get_start_method() == "fork" else dict(settings or {})
+    size = max(16, min(256, len(texts) // (4 * n_workers) or 1))
+    chunks = [list(texts[i:i + size]) for i in range(0, len(texts), size)]
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(init_arg,)) as pool:
+        out: list[ReportFacts] = []
+        for part in pool.map(_work, chunks):
+            out.extend(part)
+    return out
+
+
+def _check_settings(settings: dict[str, Any]) -> None:
+    if int(settings["n_workers"]) < 1:
+        raise ConfigError(f"nlp.n_workers must be at least 1, not {settings['n_workers']}")
+    if int(settings["max_report_chars"]) < 1000:
+        raise ConfigError(f"nlp.max_report_chars must be at least 1000, not {settings['max_report_chars']}")
+    valid = {str(x) for x in ReportLabel}
+    bad = [x for x in settings["events"]["contradicting_labels"] if x not in valid]
+    if bad:
+        raise ConfigError(f"nlp.events.contradicting_labels: unknown label {bad[0]!r} "
+                          f"(known: {', '.join(sorted(valid))})")
+
+
+def label_reports(reports: pd.DataFrame, pipeline: ReportPipeline, settings: dict[str, Any],
+                  n_workers: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """Label every report; returns (report_labels with a ``certainty`` column, quarantine rows, counts).
+
+    ``reports`` has the columns of the reports table (``_row`` optional).
+    """
+    from pfs.extractors.nlp.labels import decide, is_brain_mri
+    from pfs.extractors.nlp.sentences import clean_text
+
+    max_chars = int(settings["max_report_chars"])
+    assessed = tuple(settings["assessed_sections"])
+    counts = {"reports": len(reports), "brain_mri": 0, "not_applicable": 0, "too_long": 0, "markup_cleaned": 0}
+    quarantine: list[dict[str, Any]] = []
+    texts, todo = [], []
+    labels: list[dict[str, Any]] = [{} for _ in range(len(reports))]
+    rows = reports.get("_row", pd.Series(range(1, len(reports) + 1), index=reports.index)).tolist()
+    for i, rec in enumerate(reports[["patient_id", "report_id", "report_date", "procedure", "text"]]
+                            .itertuples(index=False)):
+        base = {"patient_id": rec.patient_id, "report_id": rec.report_id, "report_date": rec.report_date,
+                "bt_rads": "", "evidence_sentence": "", "evidence_start": -1, "evidence_end": -1, "section": "",
+                "certainty": 0}
+        text = rec.text if isinstance(rec.text, str) else ""
+        procedure = rec.procedure if isinstance(rec.procedure, str) else ""
+        if not is_brain_mri(procedure, text):
+            counts["not_applicable"] += 1
+            labels[i] = {**base, "label": str(ReportLabel.NOT_APPLICABLE), "rule": "not_brain_mri"}
+            continue
+        counts["brain_mri"] += 1
+        if len(text) > max_chars:
+            counts["too_long"] += 1
+            labels[i] = {**base, "label": str(ReportLabel.NO_ASSESSMENT), "rule": "too_long"}
+            quarantine.append({"table": "reports", "row": int(rows[i]), "patient_id": str(rec.patient_id),
+                               "column": "text", "value": f"<{len(text)} characters>", "stage": "nlp",
+                               "reason": f"report text longer than nlp.max_report_chars ({max_chars}); not assessed"})
+            continue
+        cleaned, fixes = clean_text(text)
+        if fixes:
+            counts["markup_cleaned"] += 1
+        labels[i] = base
+        texts.append(cleaned)
+        todo.append(i)
+    workers = int(settings["n_workers"]) if n_workers is None else n_workers
+    if len(texts) < int(settings["min_reports_for_pool"]):
+        workers = 1
+    facts = analyse_texts(texts, pipeline, workers, settings)
+    for i, text, fact in zip(todo, texts, facts, strict=True):
+        d = decide(text, fact, assessed)
+        sentence = text[d.evidence_start:d.evidence_end] if d.evidence_start >= 0 else ""
+        labels[i].update({"label": str(d.label), "rule": d.rule, "bt_rads": d.bt_rads,
+                          "evidence_sentence": " ".join(sentence.split())[:MAX_EVIDENCE_CHARS],
+                          "evidence_start": d.evidence_start, "evidence_end": d.evidence_end, "section": d.section,
+                          "certainty": d.certainty})
+    frame = pd.DataFrame(labels, columns=LABEL_COLUMNS + ["certainty"])
+    for label in ReportLabel:
+        counts[f"label_{label}"] = int((frame["label"] == str(label)).sum())
+    q = pd.DataFrame(quarantine, columns=QUARANTINE_COLUMNS)
+    return frame, q, counts
+
+
+def extract(export: Export, config: Config) -> ExtractorResult:
+    """Label every report of ``export`` and emit progression events (source ``nlp``)."""
+    from pfs.extractors.nlp.events import progression_events
+    from pfs.io.schema import conform
+
+    settings = config.section("nlp")
+    _check_settings(settings)
+    reports = export.table("reports")
+    patients = export.table("patients")
+    pipeline = build_pipeline(settings)
+    labels, quarantine, counts = label_reports(reports, pipeline, settings)
+    before_dx = labels["report_date"].lt(labels["patient_id"].map(patients.set_index("patient_id")["diagnosis_date"]))
+    counts["reports_before_diagnosis"] = int(before_dx.fillna(False).sum())
+    events, ev_counts = progression_events(labels, patients, settings["events"])
+    counts.update(ev_counts)
+    counts["events"] = len(events)
+    log.info("nlp: %d reports, %d brain MRI, %d events", counts["reports"], counts["brain_mri"], len(events))
+    return ExtractorResult(
+        events=conform(events, "events"),
+        tables={"report_labels": conform(labels.drop(columns="certainty"), "report_labels")},
+        quarantine=quarantine,
+        counts=counts,
+    )

@@ -60,7 +60,7 @@ def progression_events(labels: pd.DataFrame, patients: pd.DataFrame, settings: d
         labels_ = group["label"].to_numpy()
         start = anchor.get(pid, pd.NaT)
         rt_end = pat["rt_end_date"].get(pid, pd.NaT) if "rt_end_date" in pat else pd.NaT
-        for i, row in enumerate(group.itertuples(index=False)):
+        for row in group.itertuples(index=False):
             if row.label != ReportLabel.PROGRESSION:
                 continue
             counts["events_candidates"] += 1

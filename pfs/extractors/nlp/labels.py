@@ -2,8 +2,9 @@
 
 How a radiologist's words become a label (BT-RADS, Weinberg et al. 2018; RANO, Wen et al. 2010):
 
-1. A written BT-RADS score decides (4 and 3c: progression, 3b: indeterminate, 3a: treatment effect,
-   2: stable, 1a/1b: improved, 0: no assessment), unless an addendum after it makes a new assessment.
+1. A BT-RADS score written in an assessed section decides (4 and 3c: progression, 3b: indeterminate,
+   3a: treatment effect, 2: stable, 1a/1b: improved, 0: no assessment), unless an addendum after it
+   makes a new assessment.
 2. Otherwise the addendum outranks the impression, which outranks the findings (and unsectioned text).
    History, technique and comparison sections never count.
 3. Negated, historical and hypothetical mentions do not count; a negated progression ("no evidence of
@@ -11,9 +12,9 @@ How a radiologist's words become a label (BT-RADS, Weinberg et al. 2018; RANO, W
    leaves a mention *possible*; a firm one ("concerning for", "likely", "favour") keeps it.
 4. Within a sentence, tumour (progression, new lesion) and treatment effect are weighed by their
    certainty: the firmer wins, a tie is an unresolved tumour-vs-treatment question (indeterminate).
-5. Interpretive sentences (progression, treatment effect, indeterminate, new lesion, negated
-   progression) outrank descriptive ones (increased, stable, decreased); among equals the order is
-   progression > indeterminate > treatment effect > improved > stable.
+5. Interpretive sentences (progression, treatment effect, indeterminate) outrank descriptive ones
+   (new lesion, increased, stable, decreased, "no new lesion"); then a firm call outranks a possible
+   one; among equals the order is progression > indeterminate > treatment effect > improved > stable.
 """
 
 from __future__ import annotations
@@ -94,23 +95,28 @@ def find_bt_rads(text: str) -> list[tuple[str, int, int]]:
 @cache
 def _procedure_patterns() -> tuple[tuple[re.Pattern, ...], ...]:
     data = json.loads(resources.files("pfs.rules").joinpath("nlp", "procedures.json").read_text(encoding="utf-8"))
-    unknown = set(data) - {"_source", "modality", "region", "exclude"}
+    unknown = set(data) - {"_source", "modality", "region", "exclude", "region_in_text"}
     if unknown:
         raise RuleFileError(f"pfs/rules/nlp/procedures.json: unknown keys {sorted(unknown)}")
     try:
-        return tuple(tuple(re.compile(p, re.IGNORECASE) for p in data[k]) for k in ("modality", "region", "exclude"))
+        return tuple(tuple(re.compile(p, re.IGNORECASE) for p in data[k])
+                     for k in ("modality", "region", "exclude", "region_in_text"))
     except re.error as err:
         raise RuleFileError(f"pfs/rules/nlp/procedures.json: bad pattern: {err}") from err
 
 
 def is_brain_mri(procedure: str | None, text: str) -> bool:
-    """Whether a report is a brain MRI, by its procedure name or, when that is blank, its first lines."""
-    modality, region, exclude = _procedure_patterns()
-    name = (procedure or "").strip()
-    if not name:
-        name = " ".join(text[:300].splitlines()[:4])
-    return (any(p.search(name) for p in modality) and any(p.search(name) for p in region)
-            and not any(p.search(name) for p in exclude))
+    """Whether a report is a brain MRI, by its procedure name or, when that is blank or vague, its text."""
+    modality, region, exclude, anatomy = _procedure_patterns()
+    head = " ".join(text[:300].splitlines()[:4])
+    name = (procedure or "").strip() or head
+    if not any(p.search(name) for p in modality) or any(p.search(name) for p in exclude):
+        return False
+    if any(p.search(name) for p in region):
+        return True
+    # An MR procedure that names no region ("MRI", "MR IMAGING", "OUTSIDE READ"): the text decides.
+    return (any(p.search(head) for p in region) and not any(p.search(head) for p in exclude)) or any(
+        p.search(text) for p in anatomy)
 
 
 def _strength(m: Mention) -> int:
@@ -143,9 +149,13 @@ def _sentence_call(mentions: list[Mention], tier_has_worsening: bool) -> tuple[R
             literal[m.category] = m.literal
     get = affirmed.get
     worsening = get("WORSENING", 0)
-    tumour = max(get("PROGRESSION", 0), get("NEW_LESION", 0))
+    # Only an explicit word for tumour (progression, recurrence) is weighed against treatment effect;
+    # a new or enlarging lesion is what both explain, so it is an observation like "increased".
+    tumour = get("PROGRESSION", 0)
+    new_lesion = get("NEW_LESION", 0)
     treat = get("TREATMENT_EFFECT", 0)
-    if get("POSTTREATMENT", 0) and (worsening or tumour or tier_has_worsening or get("POSTTREATMENT", 0) == PROBABLE):
+    if get("POSTTREATMENT", 0) and (worsening or new_lesion or tumour or tier_has_worsening
+                                    or get("POSTTREATMENT", 0) == PROBABLE):
         treat = max(treat, get("POSTTREATMENT", 0))
     if get("INDETERMINATE", 0):
         return ReportLabel.INDETERMINATE, f"indeterminate_term({literal['INDETERMINATE']})", True, get("INDETERMINATE")
@@ -156,16 +166,18 @@ def _sentence_call(mentions: list[Mention], tier_has_worsening: bool) -> tuple[R
             return ReportLabel.TREATMENT_EFFECT, "treatment_favoured_over_tumour", True, treat
         return ReportLabel.INDETERMINATE, "tumour_versus_treatment", True, tumour
     if tumour:
-        key = "PROGRESSION" if get("PROGRESSION", 0) >= get("NEW_LESION", 0) else "NEW_LESION"
         if tumour == POSSIBLE:
-            return ReportLabel.INDETERMINATE, f"possible_progression({literal[key]})", True, tumour
-        rule = "progression_term" if key == "PROGRESSION" else "new_lesion"
-        return ReportLabel.PROGRESSION, f"{rule}({literal[key]})", True, tumour
+            return ReportLabel.INDETERMINATE, f"possible_progression({literal['PROGRESSION']})", True, tumour
+        return ReportLabel.PROGRESSION, f"progression_term({literal['PROGRESSION']})", True, tumour
     if treat:
-        if treat == POSSIBLE and worsening:
+        if treat == POSSIBLE and (worsening or new_lesion):
             return ReportLabel.INDETERMINATE, "worse_possibly_treatment", True, treat
         key = "TREATMENT_EFFECT" if "TREATMENT_EFFECT" in literal else "POSTTREATMENT"
         return ReportLabel.TREATMENT_EFFECT, f"treatment_effect({literal[key]})", True, treat
+    if new_lesion:
+        if new_lesion == POSSIBLE:
+            return ReportLabel.INDETERMINATE, f"possible_new_lesion({literal['NEW_LESION']})", False, new_lesion
+        return ReportLabel.PROGRESSION, f"new_lesion({literal['NEW_LESION']})", False, new_lesion
     if worsening:
         if worsening == POSSIBLE:
             return ReportLabel.INDETERMINATE, f"possible_worsening({literal['WORSENING']})", False, worsening
@@ -175,7 +187,7 @@ def _sentence_call(mentions: list[Mention], tier_has_worsening: bool) -> tuple[R
     if get("STABLE", 0):
         return ReportLabel.STABLE, f"stable({literal['STABLE']})", False, get("STABLE")
     if negated & {"PROGRESSION", "NEW_LESION", "WORSENING"}:
-        return ReportLabel.STABLE, "negated_progression", True, DEFINITE
+        return ReportLabel.STABLE, "negated_progression", False, DEFINITE
     if get("NONDIAGNOSTIC", 0):
         return ReportLabel.NO_ASSESSMENT, "nondiagnostic", False, DEFINITE
     return None
@@ -196,7 +208,18 @@ def _tier_calls(mentions: list[Mention]) -> list[_SentenceCall]:
 
 def _best(calls: list[_SentenceCall]) -> _SentenceCall:
     pool = [c for c in calls if c.interpretive] or calls
-    return min(pool, key=lambda c: (_PRIORITY.index(c.label), -c.certainty, c.start))
+    # A firm call outranks a mere possibility raised beside it ("likely pseudoprogression. Progression
+    # cannot be entirely excluded." is BT-RADS 3a, not 3b).
+    return min(pool, key=lambda c: (c.certainty < PROBABLE, _PRIORITY.index(c.label), -c.certainty, c.start))
+
+
+def _section_at(facts: ReportFacts, offset: int) -> str:
+    """The section holding character ``offset`` (sections are in text order)."""
+    section = ""
+    for cat, start in facts.sections:
+        if start <= offset:
+            section = cat
+    return section
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
@@ -221,6 +244,7 @@ def decide(text: str, facts: ReportFacts, assessed_sections: tuple[str, ...] = (
         if calls:
             chosen = _best(calls)
             break
+    scores = [s for s in scores if _section_at(facts, s[1]) in assessed_sections]
     if scores:
         score, s_start, s_end = scores[-1]
         addendum_overrules = (chosen is not None and chosen.section == "addendum" and addendum_start is not None
@@ -229,10 +253,7 @@ def decide(text: str, facts: ReportFacts, assessed_sections: tuple[str, ...] = (
             line_start = text.rfind("\n", 0, s_start) + 1
             line_end = text.find("\n", s_end)
             start, end = _trim(text, line_start, len(text) if line_end < 0 else line_end)
-            section = ""
-            for cat, sec_start in facts.sections:
-                if sec_start <= s_start:
-                    section = cat
+            section = _section_at(facts, s_start)
             return Decision(BT_RADS_LABELS[score], f"bt_rads({score})", score, start, end, section, DEFINITE)
     bt = scores[-1][0] if scores else ""
     if chosen is None:

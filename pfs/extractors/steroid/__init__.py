@@ -10,7 +10,10 @@ it in 63 % of patients, 5.2 months late). The extractor
 3. builds the daily dexamethasone-equivalent series and courses (:mod:`.exposure`), discounting
    orders that look unrelated to the tumour (antiemetic single doses, dose packs, short bursts of
    other steroids, physiological doses),
-4. applies the progression rules (:mod:`.rules`) after the peri-treatment period.
+4. applies the progression rules (:mod:`.rules`) after the peri-treatment period: a new course
+   after a steroid-free spell, a sustained rise above the post-treatment nadir, frequent
+   prescribing; inside RANO's 12-week pseudoprogression window only a persisting course counts,
+   and by default one course gives one event.
 
 Outputs: events (source = steroid), ``steroid_courses`` and ``steroid_daily`` (run-length form:
 one row per stretch of days with the same total dose).
@@ -51,6 +54,7 @@ from pfs.extractors.steroid.rules import (
     peri_treatment_end,
     prescription_frequency,
 )
+from pfs.io.export import Export
 from pfs.io.quarantine import COLUMNS as QUARANTINE_COLUMNS
 from pfs.io.quarantine import MAX_VALUE_CHARS, REDACTED_COLUMNS
 from pfs.io.schema import conform, empty_frame
@@ -89,9 +93,7 @@ def _check_settings(settings: dict[str, Any]) -> None:
         "frequency_min_orders",
     ):
         if settings[key] < 0 or (key != "course_gap_days" and settings[key] < 1):
-            raise ConfigError(
-                f"steroid.{key} must be a positive number of days/orders, not {settings[key]!r}"
-            )
+            raise ConfigError(f"steroid.{key} must be a positive number of days/orders, not {settings[key]!r}")
 
 
 def _fmt(x: float) -> str:
@@ -109,15 +111,11 @@ def _quarantine_rows(s: pd.DataFrame, reason: pd.Series, column: pd.Series) -> p
     """Quarantine frame for rows of ``s`` with a non-null ``reason`` (values redacted for free text)."""
     bad = reason.notna()
     if not bad.any():
-        return pd.DataFrame(
-            {c: pd.Series(dtype="int64" if c == "row" else object) for c in QUARANTINE_COLUMNS}
-        )
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else object) for c in QUARANTINE_COLUMNS})
     b = s.loc[bad]
     cols = column[bad]
     values = [
-        "<redacted>"
-        if c in REDACTED_COLUMNS
-        else ("" if pd.isna(v := b.at[i, c]) else str(v)[:MAX_VALUE_CHARS])
+        "<redacted>" if c in REDACTED_COLUMNS else ("" if pd.isna(v := b.at[i, c]) else str(v)[:MAX_VALUE_CHARS])
         for i, c in zip(b.index, cols, strict=True)
     ]
     return pd.DataFrame(
@@ -144,52 +142,46 @@ def _screen(
 
     The first problem of a row wins.
     """
-    reason = problem.astype(object).where(problem.notna(), None)
-    column = problem_column.astype(object).where(problem_column.notna(), "")
+    reason = problem.to_numpy(dtype=object).copy()
+    usable = pd.isna(reason)
+    reason[usable] = None
+    column = np.where(usable, "", problem_column.to_numpy(dtype=object)).astype(object)
 
-    def flag(mask: pd.Series | np.ndarray, why: pd.Series | str, col: str) -> None:
-        nonlocal reason, column
-        m = pd.Series(np.asarray(mask, dtype=bool), index=s.index) & reason.isna()
-        if isinstance(why, str):
-            reason = reason.where(~m, why)
-        else:
-            reason = reason.where(~m, why)
-        column = column.where(~m, col)
+    def flag(mask: np.ndarray, why: np.ndarray | str, col: str) -> None:
+        m = mask & usable
+        if m.any():
+            reason[m] = why if isinstance(why, str) else why[m]
+            column[m] = col
+            usable[m] = False
 
-    peak = s["peak_dex_mg_per_day"]
+    peak = s["peak_dex_mg_per_day"].to_numpy(dtype="float64")
     mx = float(settings["max_mg_per_day"])
     high = peak > mx
-    flag(
-        high,
-        "dose of "
-        + peak[high].map(_fmt).astype(object).reindex(s.index).fillna("").astype(str)
-        + f" mg/day dexamethasone-equivalent is above the plausible maximum of {mx:g}",
-        "dose",
-    )
-    flag(s["end_date"].notna() & (s["end_date"] < s["order_date"]), "end_date before order_date", "end_date")
+    text = np.full(len(s), "", dtype=object)
+    text[high] = [
+        f"dose of {_fmt(x)} mg/day dexamethasone-equivalent is above the plausible maximum of {mx:g}"
+        for x in peak[high]
+    ]
+    flag(high, text, "dose")
+    order = s["order_date"].to_numpy(dtype="datetime64[ns]")
+    end = s["end_date"].to_numpy(dtype="datetime64[ns]")
+    flag(~np.isnat(end) & (end < order), "end_date before order_date", "end_date")
     p = patients.set_index("patient_id")
-    anchor = (
-        p["diagnosis_date"]
-        .fillna(p["surgery_date"])
-        .reindex(s["patient_id"])
-        .to_numpy(dtype="datetime64[ns]")
+    pos = p.index.get_indexer(s["patient_id"])
+    known = pos >= 0  # load_export guarantees it; a hand-built export may not
+    anchor = np.where(
+        known, p["diagnosis_date"].fillna(p["surgery_date"]).to_numpy(dtype="datetime64[ns]")[pos], np.datetime64("NaT")
     )
     lead = np.timedelta64(int(settings["record_lead_days"]), "D")
-    order = s["order_date"].to_numpy(dtype="datetime64[ns]")
-    early = pd.Series(~np.isnat(anchor) & (order < anchor - lead), index=s.index)
     flag(
-        early,
+        ~np.isnat(anchor) & (order < anchor - lead),
         f"order_date more than {int(settings['record_lead_days'])} days before the diagnosis "
         "(outside the patient's record)",
         "order_date",
     )
-    death = p["death_date"].reindex(s["patient_id"]).to_numpy(dtype="datetime64[ns]")
-    flag(
-        pd.Series(~np.isnat(death) & (order > death), index=s.index),
-        "order_date after the death_date",
-        "order_date",
-    )
-    return reason, column
+    death = np.where(known, p["death_date"].to_numpy(dtype="datetime64[ns]")[pos], np.datetime64("NaT"))
+    flag(~np.isnat(death) & (order > death), "order_date after the death_date", "order_date")
+    return pd.Series(reason, index=s.index, dtype=object), pd.Series(column, index=s.index, dtype=object)
 
 
 def _discount_reason(o: pd.DataFrame, settings: dict[str, Any]) -> pd.Series:
@@ -223,9 +215,7 @@ def _dose_text(o: pd.DataFrame) -> pd.Series:
     mg = _fmt_series(o["mg_per_admin"])
     text = mg + " mg " + label
     text = text.where(~o["taper"].astype(bool), "taper from " + _fmt_series(o["drug_mg_per_day"]) + " mg/day")
-    text = text.where(
-        ~o["split_dose"].astype(bool), "split doses of " + _fmt_series(o["drug_mg_per_day"]) + " mg/day"
-    )
+    text = text.where(~o["split_dose"].astype(bool), "split doses of " + _fmt_series(o["drug_mg_per_day"]) + " mg/day")
     return text.where(~o["dose_pack"].astype(bool), "dose pack")
 
 
@@ -234,13 +224,11 @@ def _prepare(meds: pd.DataFrame, rules: SteroidRules) -> tuple[pd.Series, pd.Ser
     local = pd.Series(None, index=meds.index, dtype=object)
     st = drug.notna()
     if st.any():
-        local[st] = non_systemic_kind(
-            meds.loc[st, "drug_name"], meds.loc[st, "route"], meds.loc[st, "sig"], rules
-        )
+        local[st] = non_systemic_kind(meds.loc[st, "drug_name"], meds.loc[st, "route"], meds.loc[st, "sig"], rules)
     return drug, local
 
 
-def extract(export: Any, config: Config) -> ExtractorResult:
+def extract(export: Export, config: Config) -> ExtractorResult:
     """Steroid progression events, courses and the daily exposure series of every patient in ``export``."""
     settings = config.section("steroid")
     _check_settings(settings)
@@ -297,15 +285,13 @@ def extract(export: Any, config: Config) -> ExtractorResult:
     o["stop_day"] = np.maximum(
         np.minimum(o["stop_day"].to_numpy(), death_day[o["pcode"].to_numpy()]), o["start_day"].to_numpy()
     )
-    o = resolve_renewals(o) if not o.empty else o.assign(duplicate=False, superseded=False)
+    o = resolve_renewals(o) if not o.empty else o.assign(duplicate=False)
     o["discount_reason"] = _discount_reason(o, settings) if not o.empty else pd.Series(dtype=object)
     o["counted"] = o["discount_reason"].isna()
     clock("orders")
 
     runs = (
-        sweep(segments(o))
-        if not o.empty
-        else sweep(pd.DataFrame(columns=["pcode", "start", "stop", "mg", "counted"]))
+        sweep(segments(o)) if not o.empty else sweep(pd.DataFrame(columns=["pcode", "start", "stop", "mg", "counted"]))
     )
     gap = int(settings["course_gap_days"])
     counted_courses = group_courses(runs, "mg_counted", gap)
@@ -414,9 +400,7 @@ def _annotate_courses(courses: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFra
     c["first_oidx"] = first_oidx
     c["first_medication_id"] = first_mid
     key = pd.Series(cid)
-    c["drugs"] = (
-        _joined_sets(key, pd.Series(orders["drug"].to_numpy()[ok])).reindex(range(n)).fillna("").to_numpy()
-    )
+    c["drugs"] = _joined_sets(key, pd.Series(orders["drug"].to_numpy()[ok])).reindex(range(n)).fillna("").to_numpy()
     reasons = pd.Series(orders["discount_reason"].fillna("").to_numpy()[ok])
     c["reasons"] = _joined_sets(key, reasons).reindex(range(n)).fillna("").to_numpy()
     return c
@@ -438,8 +422,7 @@ def _joined_sets(key: pd.Series, values: pd.Series) -> pd.Series:
     pairs = pd.DataFrame({"k": key.to_numpy(), "b": bits}).drop_duplicates()
     mask = pairs.groupby("k")["b"].sum()
     labels = {
-        m: "; ".join(str(uniques[i]) for i in order if m >> int(rank[i]) & 1 and str(uniques[i]))
-        for m in mask.unique()
+        m: "; ".join(str(uniques[i]) for i in order if m >> int(rank[i]) & 1 and str(uniques[i])) for m in mask.unique()
     }
     return mask.map(labels)
 
@@ -487,8 +470,7 @@ def _events(
         rt = rt_end[ev["pcode"].to_numpy(dtype="int64")]
         in_window = ~np.isnan(rt) & (ev["day"].to_numpy() <= np.nan_to_num(rt) + window)
         persists = inside.to_numpy() & (
-            ev["stop"].to_numpy(dtype="float64")
-            >= rt + window + int(settings["pseudoprogression_persist_days"])
+            ev["stop"].to_numpy(dtype="float64") >= rt + window + int(settings["pseudoprogression_persist_days"])
         )
         ev = ev.loc[~in_window | persists]
     if settings["one_event_per_course"]:
@@ -565,9 +547,7 @@ def _events(
     return conform(out, "events")
 
 
-def _courses_table(
-    counted: pd.DataFrame, disc: pd.DataFrame, pids: np.ndarray, peri_end: np.ndarray
-) -> pd.DataFrame:
+def _courses_table(counted: pd.DataFrame, disc: pd.DataFrame, pids: np.ndarray, peri_end: np.ndarray) -> pd.DataFrame:
     parts = []
     for c, discounted in ((counted, 0), (disc, 1)):
         if c.empty:

@@ -80,9 +80,7 @@ _TAKE_UNITS = re.compile(
     + r"\d+(?:\.\d+)?)\s?(?:(?:one|two|three|four|half)\s)?(?:tablets?|tabs?|capsules?|caps?|pills?)\b"
 )
 _VOLUME = re.compile(_NUM + r"\s?(?:ml|mls|milliliters?|cc)\b")
-_DURATION = re.compile(
-    r"(?:\bx|\bfor|×|\btimes)\s?" + r"(\d+|one|two|three|four|five|six)\s?(days?|d|weeks?|wks?|w)\b"
-)
+_DURATION = re.compile(r"(?:\bx|\bfor|×|\btimes)\s?" + r"(\d+|one|two|three|four|five|six)\s?(days?|d|weeks?|wks?|w)\b")
 _STOP = re.compile(r"\b(?:stop|off|discontinue|dc|d/c|done|end)\b")
 
 
@@ -99,9 +97,7 @@ def parse_frequency_rules(data: dict[str, Any]) -> FrequencyRules:
     """Validate and compile the frequency vocabulary (shape of ``pfs/rules/steroid_frequencies.json``)."""
     unknown = set(data) - _FREQ_KEYS
     if unknown:
-        raise RuleFileError(
-            f"{FREQUENCY_FILE}: unknown key(s) {sorted(unknown)} (allowed: {sorted(_FREQ_KEYS)})"
-        )
+        raise RuleFileError(f"{FREQUENCY_FILE}: unknown key(s) {sorted(unknown)} (allowed: {sorted(_FREQ_KEYS)})")
 
     def comp(p: str) -> re.Pattern[str]:
         try:
@@ -115,9 +111,7 @@ def parse_frequency_rules(data: dict[str, Any]) -> FrequencyRules:
         if bad:
             raise RuleFileError(f"{FREQUENCY_FILE}: unknown key(s) {sorted(bad)} in a 'fixed' entry")
         if not isinstance(item.get("per_day"), (int, float)) or item["per_day"] <= 0:
-            raise RuleFileError(
-                f"{FREQUENCY_FILE}: per_day must be a positive number, not {item.get('per_day')!r}"
-            )
+            raise RuleFileError(f"{FREQUENCY_FILE}: per_day must be a positive number, not {item.get('per_day')!r}")
         fixed.append((comp(item["pattern"]), float(item["per_day"])))
     return FrequencyRules(
         once=tuple(comp(p) for p in data.get("once", [])),
@@ -502,7 +496,8 @@ def parse_orders(
     unknown = has & (kind == "unknown")
     why = np.where(unknown, "unknown dose unit " + quoted, why)
     why_col = np.where(~has, "sig", np.where(has & (dose == 0), "dose", "dose_unit")).astype(object)
-    mg = np.where(pd.isna(why), mg, np.nan)
+    ok_dose = pd.isna(why)
+    mg = np.where(ok_dose, mg, np.nan)
 
     out = pd.DataFrame(
         {
@@ -517,11 +512,11 @@ def parse_orders(
             "antiemetic": S["antiemetic"].to_numpy(dtype=bool),
             "taper": False,
             "problem": why,
-            "problem_column": np.where(pd.isna(why), None, why_col),
+            "problem_column": np.where(ok_dose, None, why_col),
         },
         index=idx,
     ).astype({"schedule": object, "problem": object, "problem_column": object})
-    no_freq = pd.isna(why) & np.isnan(per_day)
+    no_freq = ok_dose & np.isnan(per_day)
     out.loc[no_freq, "problem"] = "no frequency in the frequency column or the sig"
     out.loc[no_freq, "problem_column"] = "frequency"
     out.loc[no_freq, ["drug_mg_per_day"]] = np.nan
@@ -537,26 +532,20 @@ def parse_orders(
     # Written tapers: parsed per distinct (sig, drug name, frequency column) among sigs with 'then' or ';'.
     tw = S["taper_words"].to_numpy(dtype=bool)
     if tw.any():
-        sub = pd.DataFrame(
-            {"sig": sig[tw], "name": name[tw], "f": meds["frequency"].fillna("").astype(str)[tw]}
-        )
-        steps = _per_distinct(
+        sub = pd.DataFrame({"sig": sig[tw], "name": name[tw], "f": meds["frequency"].fillna("").astype(str)[tw]})
+        tp = _per_distinct(
             sub["sig"] + "\x1f" + sub["name"] + "\x1f" + sub["f"],
-            lambda k: (_taper_of_key(k, freq_rules),),
-            ["steps"],
-        )["steps"]
-        ok = steps.notna()
+            lambda k: _taper_summary(_taper_of_key(k, freq_rules)),
+            ["steps", "first_mg", "days"],
+        )
+        ok = tp["steps"].notna().to_numpy()
         if ok.any():
-            rows = steps.index[ok]
-            st = steps[ok]
-            out.loc[rows, "schedule"] = st
-            out.loc[rows, "taper"] = True
-            out.loc[rows, "split_dose"] = False
-            out.loc[rows, "drug_mg_per_day"] = st.map(lambda x: x[0][1]).to_numpy()
+            rows = tp.index[ok]
+            out.loc[rows, "schedule"] = tp["steps"][ok]
+            out.loc[rows, ["taper", "split_dose"]] = [True, False]
+            out.loc[rows, "drug_mg_per_day"] = tp["first_mg"].to_numpy(dtype="float64")[ok]
             out.loc[rows, ["mg_per_admin", "per_day"]] = np.nan
-            out.loc[rows, "duration_days"] = st.map(
-                lambda x: float(sum(d for d, _ in x)) if all(np.isfinite(d) for d, _ in x) else np.nan
-            ).to_numpy()
+            out.loc[rows, "duration_days"] = tp["days"].to_numpy(dtype="float64")[ok]
             out.loc[rows, ["problem", "problem_column"]] = None
 
     # Dose packs named in the drug name or the sig, for their own drug only.
@@ -584,11 +573,17 @@ def parse_orders(
     return out
 
 
+def _taper_summary(steps: tuple[tuple[float, float], ...] | None) -> tuple:
+    """(steps, mg/day of the first step, total days or NaN when the last step is open)."""
+    if steps is None:
+        return None, np.nan, np.nan
+    days = [d for d, _ in steps]
+    return steps, steps[0][1], float(sum(days)) if all(np.isfinite(days)) else np.nan
+
+
 def _taper_of_key(key: str, rules: FrequencyRules) -> tuple[tuple[float, float], ...] | None:
     sig, name, freq = key.split("\x1f")
-    return _parse_taper(
-        sig, name, parse_frequency(freq, rules) if freq else parse_frequency(sig, rules), rules
-    )
+    return _parse_taper(sig, name, parse_frequency(freq, rules) if freq else parse_frequency(sig, rules), rules)
 
 
 def parse_one(

@@ -107,9 +107,7 @@ def _check_keys(obj: dict, allowed: set[str], where: str) -> None:
         raise RuleFileError(f"{RULE_FILE}: {where} must be an object, not {type(obj).__name__}")
     unknown = set(obj) - allowed
     if unknown:
-        raise RuleFileError(
-            f"{RULE_FILE}: unknown key(s) {sorted(unknown)} in {where} (allowed: {sorted(allowed)})"
-        )
+        raise RuleFileError(f"{RULE_FILE}: unknown key(s) {sorted(unknown)} in {where} (allowed: {sorted(allowed)})")
 
 
 def parse_rules(data: dict[str, Any]) -> SteroidRules:
@@ -117,9 +115,7 @@ def parse_rules(data: dict[str, Any]) -> SteroidRules:
     _check_keys(data, _TOP_KEYS, "the top level")
     drugs = data.get("drugs", {})
     if REFERENCE_DRUG not in drugs:
-        raise RuleFileError(
-            f"{RULE_FILE}: the drug table must contain {REFERENCE_DRUG!r}, the reference drug"
-        )
+        raise RuleFileError(f"{RULE_FILE}: the drug table must contain {REFERENCE_DRUG!r}, the reference drug")
     term_to_drug: dict[str, str] = {}
     rxnorm, equivalent = {}, {}
     for name, spec in drugs.items():
@@ -132,9 +128,7 @@ def parse_rules(data: dict[str, Any]) -> SteroidRules:
         for term in [name, *spec.get("terms", [])]:
             key = normalise_one(term)
             if term_to_drug.get(key, name) != name:
-                raise RuleFileError(
-                    f"{RULE_FILE}: term {term!r} is listed for {term_to_drug[key]!r} and {name!r}"
-                )
+                raise RuleFileError(f"{RULE_FILE}: term {term!r} is listed for {term_to_drug[key]!r} and {name!r}")
             term_to_drug[key] = name
     nonsys = data.get("non_systemic", {})
     _check_keys(nonsys, _NONSYS_KEYS, "non_systemic")
@@ -235,9 +229,7 @@ def _route_kind(routes: pd.Series, rules: SteroidRules) -> pd.Series:
     return found.map(rules.route_kind).astype(object).where(ok, None)
 
 
-def non_systemic_kind(
-    drug_names: pd.Series, routes: pd.Series, sigs: pd.Series, rules: SteroidRules
-) -> pd.Series:
+def non_systemic_kind(drug_names: pd.Series, routes: pd.Series, sigs: pd.Series, rules: SteroidRules) -> pd.Series:
     """'topical', 'inhaled', 'ophthalmic', ... when the product or route is local; None when systemic.
 
     The product name and the route decide; the sig is only read when the route is blank, because

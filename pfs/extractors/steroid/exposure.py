@@ -61,9 +61,7 @@ def resolve_renewals(orders: pd.DataFrame) -> pd.DataFrame:
     """
     # Sort on integer codes (string sorts of a million ids are slow); input order breaks ties.
     dcode = pd.factorize(orders["drug"])[0]
-    order = np.lexsort(
-        (np.arange(len(orders)), orders["start_day"].to_numpy(), dcode, orders["pcode"].to_numpy())
-    )
+    order = np.lexsort((np.arange(len(orders)), orders["start_day"].to_numpy(), dcode, orders["pcode"].to_numpy()))
     o = orders.iloc[order]
     pc, dc = o["pcode"].to_numpy(), dcode[order]
     same = (pc[1:] == pc[:-1]) & (dc[1:] == dc[:-1])
@@ -83,7 +81,6 @@ def resolve_renewals(orders: pd.DataFrame) -> pd.DataFrame:
     o = o.copy()
     o["stop_day"] = np.where(superseded, nxt - 1, stop)
     o["duplicate"] = dup
-    o["superseded"] = superseded
     return o.sort_index()
 
 
@@ -129,9 +126,7 @@ def segments(orders: pd.DataFrame) -> pd.DataFrame:
     m = left.merge(st, on="code", how="inner")
     s_start = m["start0"].to_numpy() + m["off"].to_numpy().astype("int64")
     s_days = m["days"].to_numpy()
-    s_stop = np.where(
-        np.isfinite(s_days), s_start + np.nan_to_num(s_days, nan=1).astype("int64") - 1, m["stop0"]
-    )
+    s_stop = np.where(np.isfinite(s_days), s_start + np.nan_to_num(s_days, nan=1).astype("int64") - 1, m["stop0"])
     s_stop = np.minimum(s_stop, m["stop0"].to_numpy())
     keep = s_start <= s_stop
     stepped = pd.DataFrame(

@@ -113,9 +113,7 @@ def dose_rise(runs: pd.DataFrame, peri_end: np.ndarray, settings: dict[str, Any]
     if r.empty:
         return _empty()
     pe_r = pe[post]
-    r["start"] = np.where(
-        np.isnan(pe_r), r["start"], np.maximum(r["start"].to_numpy(), np.nan_to_num(pe_r) + 1)
-    )
+    r["start"] = np.where(np.isnan(pe_r), r["start"], np.maximum(r["start"].to_numpy(), np.nan_to_num(pe_r) + 1))
     pc = r["pcode"].to_numpy()
     first = np.r_[True, pc[1:] != pc[:-1]]
     lvl = r["mg_counted"].to_numpy(dtype="float64")
@@ -141,9 +139,7 @@ def dose_rise(runs: pd.DataFrame, peri_end: np.ndarray, settings: dict[str, Any]
     )
 
 
-def prescription_frequency(
-    orders: pd.DataFrame, peri_end: np.ndarray, settings: dict[str, Any]
-) -> pd.DataFrame:
+def prescription_frequency(orders: pd.DataFrame, peri_end: np.ndarray, settings: dict[str, Any]) -> pd.DataFrame:
     """>= F countable prescriptions started within a sliding window of W days after the peri-treatment period.
 
     ``orders``: pcode, start_day, dex_mg_per_day of the countable, non-duplicate orders. One event

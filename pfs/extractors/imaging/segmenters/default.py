@@ -39,10 +39,12 @@ class DefaultParams:
     subtraction_min: float
     min_component_ml: float
     max_surface_fraction: float
+    surface_flair_rescue: float
     min_thickness_mm: float
     flair_context: bool
     flair_context_mm: float
     flair_context_min: float
+    flair_voxel_min: float
     flair_high: float
     flair_low: float
     lesion_merge_mm: float
@@ -159,28 +161,38 @@ def _component_filter(cand: np.ndarray, depth: np.ndarray, flair_n: np.ndarray |
     on_surface = np.bincount(labels[depth <= p.surface_mm], minlength=n + 1)[1:]
     surface = on_surface / np.maximum(size, 1)
     big = size * voxel_ml >= p.min_component_ml
-    keep = big & (surface <= p.max_surface_fraction)
-    dropped = {"small": int((~big).sum()), "surface": int((big & ~keep).sum()), "thin": 0, "no_oedema": 0}
+    on_edge = big & (surface > p.max_surface_fraction)
+    use_flair = flair_n is not None and p.flair_context
+    # Without FLAIR a component on the surface is dura; with FLAIR it may be a cortical tumour (below).
+    keep = big & ~on_edge if not use_flair else big.copy()
+    dropped = {"small": int((~big).sum()), "surface": 0 if use_flair else int(on_edge.sum()), "thin": 0,
+               "no_oedema": 0}
     slices = ndimage.find_objects(labels)
     margin = [int(np.ceil(p.flair_context_mm / s)) + 1 for s in spacing]
-    # One distance transform for all components: the deepest voxel of each is half its thickness.
-    inside = ndimage.distance_transform_edt(np.pad(cand, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
-    where = labels > 0
-    deepest = np.zeros(n + 1)
-    np.maximum.at(deepest, labels[where], inside[where])
-    thin = keep & (2.0 * deepest[1:] < p.min_thickness_mm)
+    # A component thicker than min_thickness_mm survives erosion by half that (one pass for all).
+    radius = p.min_thickness_mm / 2.0
+    r = [int(np.floor(radius / s)) for s in spacing]
+    zz, yy, xx = np.ogrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1, -r[2]:r[2] + 1]
+    ball = (zz * spacing[0]) ** 2 + (yy * spacing[1]) ** 2 + (xx * spacing[2]) ** 2 <= radius ** 2
+    core = ndimage.binary_erosion(cand, structure=ball) if ball.sum() > 1 else cand
+    thick = np.bincount(labels[core], minlength=n + 1)[1:] > 0
+    thin = keep & ~thick
     dropped["thin"] = int(thin.sum())
     keep &= ~thin
-    for i in np.flatnonzero(keep):
-        sl = tuple(slice(max(0, s.start - m), min(dim, s.stop + m))
-                   for s, m, dim in zip(slices[i], margin, cand.shape, strict=True))
-        comp = labels[sl] == i + 1
-        if flair_n is not None and p.flair_context:
+    if use_flair:
+        for i in np.flatnonzero(keep):
+            sl = tuple(slice(max(0, s.start - m), min(dim, s.stop + m))
+                       for s, m, dim in zip(slices[i], margin, cand.shape, strict=True))
+            comp = labels[sl] == i + 1
             # The component and its surroundings: tumour and oedema are FLAIR-bright, a vessel is a flow
-            # void in normal brain, choroid plexus floats in suppressed CSF.
+            # void in normal brain, choroid plexus floats in suppressed CSF, dura lies on FLAIR-dark CSF.
             region = ndimage.distance_transform_edt(~comp, sampling=spacing) <= p.flair_context_mm
             region &= depth[sl] > 0
-            if region.any() and float(np.median(flair_n[sl][region])) < p.flair_context_min:
+            level = float(np.median(flair_n[sl][region])) if region.any() else 0.0
+            if on_edge[i] and level < p.surface_flair_rescue:
+                keep[i] = False
+                dropped["surface"] += 1
+            elif level < p.flair_context_min:
                 keep[i] = False
                 dropped["no_oedema"] += 1
     flags.extend(f"dropped_{k}={v}" for k, v in dropped.items() if v)
@@ -207,7 +219,7 @@ def segment(images: StudyImages, p: DefaultParams) -> Segmentation:
     box = _crop_box(images.t1c)
     t1c = images.t1c[box]
     brain, depth, f = brain_mask(t1c, spacing, p)
-    if brain.sum() * grid.voxel_ml < 300:
+    if brain.sum() * grid.voxel_ml < 150:  # an adult brain is 900-1500 mL: the mask failed
         flags.append("small_brain_mask")
     ref = brain & (depth > p.surface_mm)
     if not ref.any():
@@ -220,16 +232,23 @@ def segment(images: StudyImages, p: DefaultParams) -> Segmentation:
         t1_n = _normalise(images.t1[box], ref, f, spacing, p)
         allowed = brain & ((t1c_n - t1_n) > p.subtraction_min)
         flags.append("subtraction")
-    score = ndimage.gaussian_filter(t1c_n, sig) if p.smooth_mm > 0 else t1c_n
-    cand = _hysteresis(score, p.t1c_low, p.t1c_high, allowed)
     flair_n = _normalise(images.flair[box], ref, f, spacing, p) if images.flair is not None else None
+    if flair_n is None:
+        # Without FLAIR only size, surface and thickness separate tumour from sinuses and large veins.
+        flags.append("no_flair_low_specificity")
+    elif p.flair_context:
+        # Vessels (flow voids) and CSF around choroid plexus are FLAIR-dark: cutting them voxel by voxel
+        # keeps a vessel that touches the tumour from joining its component.
+        allowed = allowed & (flair_n > p.flair_voxel_min)
+    # truncate=2: a 5-tap kernel at 1 mm is enough against speckle and half the cost of the default 4.
+    score = ndimage.gaussian_filter(t1c_n, sig, truncate=2.0) if p.smooth_mm > 0 else t1c_n
+    cand = _hysteresis(score, p.t1c_low, p.t1c_high, allowed)
     et_box = _component_filter(cand, depth, flair_n, spacing, grid.voxel_ml, p, flags)
     et = np.zeros(images.t1c.shape, bool)
     et[box] = et_box
     flair_mask = None
     if flair_n is not None:
-        fsc = ndimage.gaussian_filter(flair_n, sig) if p.smooth_mm > 0 else flair_n
-        hyper = _hysteresis(fsc, p.flair_low, p.flair_high, brain & (depth > p.surface_mm)) | et_box
+        hyper = _hysteresis(flair_n, p.flair_low, p.flair_high, brain & (depth > p.surface_mm)) | et_box
         labels, n = ndimage.label(hyper, structure=_FULL)
         if n:
             touching = np.zeros(n + 1, bool)

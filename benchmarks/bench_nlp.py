@@ -1,0 +1,102 @@
+"""Speed of the radiology-report extractor, end to end (load -> labels and events written).
+
+    python benchmarks/bench_nlp.py --reports 3000 --workers 1 2
+
+Builds an export of ~1.5 kB brain-MRI reports (the hand-written evaluation texts, each preceded by a
+realistic history/technique/comparison block) in a temporary directory, then times
+``load_export`` + ``pfs.extractors.nlp.extract`` + writing report_labels.csv and events.csv.
+The pipeline build (imports, rules) is timed separately: it is paid once per run.
+The target is >= 500 reports/s on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from pfs.extractors.nlp.evaluation import read_labelled_reports
+from pfs.io import load_export
+from pfs.io.output import write_table
+from pfs.settings import load_config
+
+EVAL_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "radiology_eval"
+PREAMBLE = (
+    "EXAM: MRI BRAIN WITH AND WITHOUT CONTRAST\n\n"
+    "CLINICAL HISTORY: {age}-year-old with glioblastoma of the {side} {lobe} lobe, status post resection and "
+    "chemoradiation with temozolomide. Follow-up imaging for treatment response.\n\n"
+    "TECHNIQUE: Multiplanar multisequence MR imaging of the brain was performed before and after the intravenous "
+    "administration of {ml} mL gadobutrol. Sequences include sagittal T1, axial T2, axial FLAIR, axial DWI with "
+    "ADC map, "
+    "axial SWI, DSC perfusion and post-contrast 3D T1 MPRAGE with multiplanar reformats.\n\n"
+    "COMPARISON: MRI brain {d1} and {d2}.\n\n"
+    "Ventricles and sulci are appropriate for age. No extra-axial collection. Major intracranial flow voids are "
+    "preserved. Paranasal sinuses and mastoid air cells are clear. Orbits are unremarkable. There is no acute "
+    "infarct on diffusion-weighted imaging. Scattered punctate foci of T2/FLAIR hyperintensity in the periventricular "
+    "and subcortical white matter are nonspecific, likely chronic microangiopathy. Susceptibility-weighted images show "
+    "postoperative blood products along the surgical tract. The pituitary gland and the craniocervical junction are "
+    "unremarkable. Calvarium: postoperative changes of craniotomy, otherwise normal marrow signal. The visualized "
+    "portions of the cervical spinal cord are normal. No abnormal leptomeningeal enhancement is seen.\n"
+)
+
+
+def make_export(root: Path, n: int) -> None:
+    evals = read_labelled_reports(EVAL_DIR)
+    evals = evals.loc[~evals["gold"].eq("not_applicable")].reset_index(drop=True)
+    rows = []
+    for i in range(n):
+        src = evals.iloc[i % len(evals)]
+        text = PREAMBLE.format(age=40 + i % 40, side=("left", "right")[i % 2],
+                               lobe=("frontal", "temporal", "parietal")[i % 3], ml=5 + i % 4,
+                               d1=f"2021-0{1 + i % 9}-1{i % 10}", d2=f"2020-1{i % 3}-0{1 + i % 9}") + src["text"]
+        rows.append({"patient_id": f"P{i // 10:05d}", "report_id": f"R{i:06d}",
+                     "report_date": (pd.Timestamp("2021-01-01") + pd.Timedelta(days=i % 700)).date().isoformat(),
+                     "procedure": src["procedure"], "text": text})
+    reports = pd.DataFrame(rows)
+    patients = pd.DataFrame({"patient_id": sorted(reports["patient_id"].unique())})
+    patients["diagnosis_date"] = "2020-01-01"
+    patients["surgery_date"] = "2020-01-10"
+    patients["rt_end_date"] = "2020-03-20"
+    root.mkdir(parents=True, exist_ok=True)
+    patients.to_csv(root / "patients.csv", index=False)
+    reports.to_csv(root / "reports.csv", index=False)
+    size = reports["text"].str.len().mean()
+    print(f"{n} reports, mean {size:.0f} characters")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reports", type=int, default=3000)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = ap.parse_args()
+    import pfs.extractors.nlp as nlp_mod
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "export"
+        make_export(root, args.reports)
+        t0 = time.perf_counter()
+        settings = load_config().section("nlp")
+        pipeline = nlp_mod.build_pipeline(settings)
+        print(f"pipeline build (imports + rules): {time.perf_counter() - t0:.2f} s")
+        original = nlp_mod.build_pipeline
+        nlp_mod.build_pipeline = lambda s: pipeline  # reuse the built pipeline: time the per-report work
+        try:
+            for workers in args.workers:
+                cfg = load_config({"nlp": {"n_workers": workers}})
+                t0 = time.perf_counter()
+                export = load_export(root, tables=("patients", "reports"))
+                result = nlp_mod.extract(export, cfg)
+                write_table(result.tables["report_labels"], Path(tmp) / "out" / "report_labels.csv")
+                write_table(result.events, Path(tmp) / "out" / "events.csv")
+                dt = time.perf_counter() - t0
+                print(f"workers={workers}: {args.reports / dt:.0f} reports/s ({dt:.2f} s; "
+                      f"{len(result.events)} events)")
+        finally:
+            nlp_mod.build_pipeline = original
+
+
+if __name__ == "__main__":
+    main()
