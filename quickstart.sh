@@ -3,6 +3,8 @@
 #   bash quickstart.sh demo    # synthetic cohort -> extract -> compare -> plots -> HTML report
 #   bash quickstart.sh test    # the whole test suite
 set -euo pipefail
+# Report text is UTF-8 whatever the machine locale says.
+export PYTHONUTF8=1
 cd "$(dirname "$0")"
 
 PY=${PYTHON:-python3.11}

@@ -18,19 +18,22 @@ def _native(root: Path) -> Path:
     (root / "patients.csv").write_text(
         "patient_id,diagnosis_date,surgery_date,rt_start_date,rt_end_date,last_followup_date,death_date\n"
         "P01,2021-01-05,2021-01-12,2021-02-15,2021-03-29,2022-02-21,2022-03-01\n"
-        "P02,2020-11-02,2020-11-10,2020-12-07,,,\n"
+        "P02,2020-11-02,2020-11-10,2020-12-07,,,\n",
+        encoding="utf-8",
     )
     (root / "medications.csv").write_text(
         "patient_id,medication_id,order_date,end_date,drug_name,dose,dose_unit,frequency,route,sig\n"
         "P01,M1,2021-01-05,2021-01-19,dexamethasone 4 mg tablet,4,mg,BID,PO,4 mg PO BID\n"
         'P01,M2,2021-06-01,,DECADRON 2 MG TAB,,,,,"Take 1 tablet by mouth every 12 hours, then stop"\n'
         "P02,M3,2020-11-10,2020-11-10,dexamethasone 10 mg/mL inj,10,mg,once,IV,\n"
-        "P02,M4,2020-12-01,,hydrocortisone 1% cream,,,BID,topical,\n"
+        "P02,M4,2020-12-01,,hydrocortisone 1% cream,,,BID,topical,\n",
+        encoding="utf-8",
     )
     (root / "reports.csv").write_text(
         "patient_id,report_id,report_date,procedure,text\n"
         'P01,R1,2021-01-13,MRI BRAIN W/WO CONTRAST,"FINDINGS: resection cavity.\nIMPRESSION: no residual."\n'
-        "P02,R2,2021-02-01,,Ünchanged enhancement; no new lesion.\n"
+        "P02,R2,2021-02-01,,Ünchanged enhancement; no new lesion.\n",
+        encoding="utf-8",
     )
     (root / "images").mkdir()
     (root / "images" / "p01_s1_t1c.nii.gz").write_bytes(b"t1c")
@@ -38,7 +41,8 @@ def _native(root: Path) -> Path:
     (root / "imaging.csv").write_text(
         "patient_id,study_id,study_date,sequence,path\n"
         "P01,S1,2021-01-13,T1C,images/p01_s1_t1c.nii.gz\n"
-        "P01,S1,2021-01-13,FLAIR,images/p01_s1_flair.nii.gz\n"
+        "P01,S1,2021-01-13,FLAIR,images/p01_s1_flair.nii.gz\n",
+        encoding="utf-8",
     )
     return root
 
