@@ -46,6 +46,7 @@ from pfs.io.convert import (
     treatment_dates,
     write_native,
 )
+from pfs.io.schema import load_schema
 
 RULE_FILE = "fhir_mapping.json"
 _RULE_KEYS = {
@@ -684,18 +685,7 @@ def _medications(st: _State, kept: set[str]) -> pd.DataFrame:
                 (st.rules.unitless[w] for w in reversed(words) if w in st.rules.unitless), ""
             )
         rows.append(m)
-    cols = [
-        "patient_id",
-        "medication_id",
-        "order_date",
-        "end_date",
-        "drug_name",
-        "dose",
-        "dose_unit",
-        "frequency",
-        "route",
-        "sig",
-    ]
+    cols = load_schema("medications").columns
     return pd.DataFrame(rows, columns=[*cols, "med_ref", "file", "row"])[cols]
 
 

@@ -68,23 +68,14 @@ import numpy as np
 import pandas as pd
 
 from pfs.exceptions import RuleFileError
+from pfs.io.schema import load_schema
 from pfs.synth.course import PatientCourse, patient_rng
 
 #: Random stream of this generator in :func:`pfs.synth.course.patient_rng`.
 STREAM = 10
 
-COLUMNS = [
-    "patient_id",
-    "medication_id",
-    "order_date",
-    "end_date",
-    "drug_name",
-    "dose",
-    "dose_unit",
-    "frequency",
-    "route",
-    "sig",
-]
+#: The native medications columns, taken from the schema so the generator cannot drift from the contract.
+COLUMNS = load_schema("medications").columns
 TRUTH_COLUMNS = ["_truth_intent", "_truth_course", "_truth_detail", "_truth_daily_mg"]
 
 P_IV_PERIOP = 0.35
