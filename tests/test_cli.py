@@ -29,7 +29,7 @@ def test_help_is_instant_and_does_not_import_heavy_libraries() -> None:
             "heavy=[m for m in ('spacy','medspacy','torch','monai','matplotlib','SimpleITK','lifelines') if m in sys.modules]\n"
             "print('HEAVY', heavy)")
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", check=True)
     assert "HEAVY []" in res.stdout
     assert time.perf_counter() - t0 < 5
 
@@ -93,7 +93,7 @@ def test_fhir_copy_of_a_cohort_gives_the_same_endpoints(monkeypatch, capsys, tmp
     a = pd.read_csv(tmp_path / "nat" / "endpoints.csv")
     b = pd.read_csv(tmp_path / "fh" / "endpoints.csv")
     pd.testing.assert_frame_equal(a, b)
-    assert "conversion" in (tmp_path / "fh" / "manifest.json").read_text()
+    assert "conversion" in (tmp_path / "fh" / "manifest.json").read_text(encoding="utf-8")
 
 
 def test_unknown_format_is_a_clear_error(monkeypatch, capsys, small_export: Path, tmp_path: Path) -> None:

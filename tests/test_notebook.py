@@ -25,7 +25,7 @@ def test_walkthrough_notebook_executes(tmp_path: Path, monkeypatch: pytest.Monke
     # The walkthrough really produced the comparison, the figures and the report.
     assert (
         (tmp_path / "out" / "comparison.md")
-        .read_text()
+        .read_text(encoding="utf-8")
         .startswith("# Comparison with the manual annotations")
     )
     assert (tmp_path / "out" / "plots" / "km.png").exists() and (tmp_path / "out" / "report.html").exists()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import html
 import json
 import re
@@ -46,6 +45,7 @@ from pfs.io.convert import (
     treatment_dates,
     write_native,
 )
+from pfs.io.limits import open_text_gzip_limited
 from pfs.io.schema import load_schema
 
 RULE_FILE = "fhir_mapping.json"
@@ -226,7 +226,7 @@ def _files(src: Path) -> list[Path]:
 
 def _open_text(path: Path) -> Any:
     if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+        return open_text_gzip_limited(path, encoding="utf-8", errors="replace")
     return open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed by the caller
 
 

@@ -164,3 +164,28 @@ def test_empty_file_is_a_clear_error(tmp_path: Path) -> None:
     root = write_export(tmp_path / "e", patients=PATIENTS, reports="")
     with pytest.raises(ExportError, match=r"reports\.csv: the file is empty"):
         load_export(root)
+
+
+def test_impossible_calendar_days_and_non_numbers_are_quarantined(tmp_path: Path) -> None:
+    meds = MEDICATIONS + (
+        "P1,M4,2021-02-30,,dexamethasone,4,mg,BID,PO,\n"  # row 4: 30 February
+        "P1,M5,2021-02-01,,dexamethasone,nan,mg,BID,PO,\n"  # row 5: 'nan' is not a dose
+        "P1,M6,2021-02-01,,dexamethasone, 1e1 ,mg,BID,PO,\n"  # row 6: a number with spaces is fine
+    )
+    root = write_export(tmp_path / "e", patients=PATIENTS, medications=meds)
+    export = load_export(root)
+    q = export.quarantine.frame().set_index("row")
+    assert list(q.index) == [4, 5]
+    assert q.loc[4, "column"] == "order_date" and q.loc[5, "column"] == "dose"
+    meds_ok = export.table("medications").set_index("medication_id")
+    assert meds_ok.loc["M6", "dose"] == 10.0
+
+
+def test_quoted_newlines_and_the_slow_reader_give_the_same_rows(tmp_path: Path) -> None:
+    """The fast (pyarrow) reader and the fallback for malformed files number rows the same way."""
+    reports = REPORTS + 'P1,R9,2020-05-01,MRI BRAIN,"line one\nline two, stable"\n'
+    clean = load_export(write_export(tmp_path / "a", patients=PATIENTS, reports=reports))
+    broken = load_export(write_export(tmp_path / "b", patients=PATIENTS, reports=reports + "P1,R10\n"))
+    a, b = clean.table("reports"), broken.table("reports")
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_dtype=False)
+    assert broken.quarantine.frame()["row"].tolist() == [len(a) + 1]

@@ -96,6 +96,31 @@ def _read_nifti(path: Path):
     return image
 
 
+def _check_slice_spacing(reader, n_files: int) -> None:
+    """Refuse a DICOM series with missing slices: ITK stacks what is there at an averaged spacing.
+
+    A lost slice would otherwise shrink the volume silently (and shift every voxel above the gap).
+    Slice positions are ImagePositionPatient projected on the slice normal; a series whose tags
+    cannot be read is left to ITK's own checks.
+    """
+    if n_files < 3:
+        return
+    try:
+        cosines = [float(v) for v in reader.GetMetaData(0, "0020|0037").split("\\")]
+        normal = np.cross(cosines[:3], cosines[3:6])
+        positions = np.array([[float(v) for v in reader.GetMetaData(i, "0020|0032").split("\\")]
+                              for i in range(n_files)])
+    except (RuntimeError, ValueError, IndexError):
+        return
+    gaps = np.diff(np.sort(positions @ normal))
+    step = float(np.median(gaps))
+    if step <= 0 or np.any(np.abs(gaps - step) > max(0.1 * step, 0.01)):
+        raise ImagingInputError(
+            f"DICOM series has missing slices or uneven slice spacing ({n_files} slices, gaps "
+            f"{gaps.min():.2f} to {gaps.max():.2f} mm); export the complete series"
+        )
+
+
 def read_image(path: Path):
     """A 3-D SimpleITK image (float32) from a NIfTI file or a folder holding one DICOM series.
 
@@ -114,7 +139,9 @@ def read_image(path: Path):
                 raise ImagingInputError(f"DICOM folder mixes {len(series)} series; give one series per folder")
             files = reader.GetGDCMSeriesFileNames(str(path), series[0])
             reader.SetFileNames(files)
+            reader.MetaDataDictionaryArrayUpdateOn()
             image = reader.Execute()
+            _check_slice_spacing(reader, len(files))
         elif path.name.lower().endswith((".nii", ".nii.gz")):
             image = _read_nifti(path)
         else:
