@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -79,6 +80,10 @@ def extract(
     fmt: Annotated[str, typer.Option("--format", help="native, omop or fhir (converted into OUT/native first).")] = "native",
     patient_id: Annotated[str | None, typer.Option(help="OMOP only: person_id or person_source_value as patient_id.")] = None,
     image_map: Annotated[Path | None, typer.Option(help="FHIR only: CSV series_uid,path for ImagingStudy series.")] = None,
+    workers: Annotated[int, typer.Option(envvar="PFS_WORKERS", help="Local Dask worker processes; 0 = all cores, 1 = no Dask.")] = 0,
+    scheduler: Annotated[str | None, typer.Option(envvar="PFS_SCHEDULER", help="Address of an existing dask.distributed scheduler.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Per-patient result cache (default OUT/cache); reruns and resumed runs reuse it.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Compute every patient afresh and keep no cache.")] = False,
 ) -> None:
     """Derive progression events and PFS endpoints from an export."""
     from pfs.pipeline import run_extract
@@ -90,14 +95,39 @@ def extract(
             raise PfsError("--save-masks needs the imaging extractor, which is not built in this version")
         cfg = cfg.with_overrides({"imaging": {"save_masks": True, "masks_dir": str(out / "masks")}})
     console = _console()
-    with console.status("pfs extract") as status:
+    with _progress_bars(console) as (say, count):
         result = run_extract(export_dir, out, sources=_split_sources(sources), config=cfg, mapping=mapping,
-                             strict=strict or None, progress=lambda m: status.update(f"pfs extract: {m}"),
-                             fmt=fmt, convert_options=_convert_options(fmt, patient_id, image_map))
+                             strict=strict or None, progress=say, on_progress=count,
+                             fmt=fmt, convert_options=_convert_options(fmt, patient_id, image_map),
+                             workers=workers, scheduler=scheduler,
+                             cache_dir=None if no_cache else (cache_dir or out / "cache"))
     _print_run_summary(result, console)
+    if result.cache.get("reused"):
+        console.print(f"  {result.cache['reused']} patient result(s) reused from the cache")
     failed = [s for s, v in result.manifest["sources"].items() if v["status"].startswith("failed")]
     if failed:
         raise typer.Exit(EXIT_SOURCE_FAILED)
+
+
+@contextmanager
+def _progress_bars(console):
+    """A status line plus one progress bar per source (patients) and for MRI studies."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bars:
+        stage = bars.add_task("pfs extract", total=None)
+        tasks: dict[str, int] = {}
+
+        def say(message: str) -> None:
+            bars.update(stage, description=f"pfs extract: {message}")
+
+        def count(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bars.add_task(label, total=total)
+            bars.update(tasks[label], completed=done, total=total)
+
+        yield say, count
 
 
 def _convert_options(fmt: str, patient_id: str | None, image_map: Path | None) -> dict:

@@ -7,6 +7,7 @@ finish. Outputs are written atomically, and the manifest accounts for every inpu
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,19 +15,20 @@ from typing import Any
 import pandas as pd
 
 from pfs import __version__
-from pfs.exceptions import ConfigError, PfsError, StrictModeError
-from pfs.extractors import EXTRACTORS, ExtractorResult, empty_events, load_extractor
+from pfs.cache import PatientCache
+from pfs.exceptions import ConfigError, StrictModeError
+from pfs.execution import Runner, make_runner
+from pfs.extractors import EXTRACTORS, empty_events, load_extractor
 from pfs.io.export import Export, load_export
 from pfs.io.mapping import Mapping
 from pfs.io.output import write_json, write_table
 from pfs.io.schema import INPUT_TABLES, conform
 from pfs.reconcile import build_endpoints, follow_up_dates, reconcile_events
 from pfs.settings import Config, load_config
+from pfs.sources import SOURCE_TABLES, run_source
 
 log = logging.getLogger(__name__)
 
-#: The input table each source reads; a source whose table is absent is skipped, not run on nothing.
-SOURCE_TABLES = {"steroid": "medications", "nlp": "reports", "imaging": "imaging"}
 
 
 @dataclass
@@ -39,6 +41,9 @@ class RunResult:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
     out: Path | None = None
+    #: patient results reused from / stored into the cache (not in the manifest: a resumed run's
+    #: outputs must be byte-identical to an uninterrupted one's)
+    cache: dict[str, int] = field(default_factory=dict)
 
 
 def _dated_records(export: Export) -> list[pd.Series]:
@@ -77,6 +82,10 @@ def run_extract(
     progress: Any = None,
     fmt: str = "native",
     convert_options: dict[str, Any] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    cache_dir: Path | str | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> RunResult:
     """Run the pipeline on a native export; write outputs to ``out`` when given.
 
@@ -91,6 +100,11 @@ def run_extract(
         fmt: ``native`` (default), ``omop`` or ``fhir``; other formats are first converted into
             ``OUT/native`` (inspectable, and extracting it again gives the same result).
         convert_options: keyword arguments for :func:`pfs.io.convert.convert`.
+        workers: processes for a local Dask cluster (0 = all cores; default: config ``pipeline.workers``,
+            1 = everything in this process).
+        scheduler: address of an existing dask.distributed scheduler (its workers must see the export).
+        cache_dir: per-patient result cache; a rerun reuses it and an interrupted run resumes from it.
+        on_progress: optional callable ``(label, done, total)`` fed as patients/studies finish.
     """
     cfg = config if isinstance(config, Config) else load_config(config)
     pipe = cfg.section("pipeline")
@@ -117,32 +131,43 @@ def run_extract(
     _check_strict(strict, export.quarantine.frame())
 
     events_frames, tables, source_status = [], {}, {}
-    for source in sources:
-        module = load_extractor(source)
-        if module is None:
-            source_status[source] = {"status": "not built in this version", "events": 0}
-            log.warning("source %s is not built in this version of pfs; skipped", source)
-            continue
-        needs = SOURCE_TABLES[source]
-        if not export.has(needs):
-            # A source with no input at all would otherwise report "0 % progression", which is not a finding.
-            source_status[source] = {"status": f"skipped: no {needs} table in the export", "events": 0}
-            continue
-        say(f"running {source} extractor")
-        try:
-            result: ExtractorResult = module.extract(export, cfg)
-        except PfsError:
-            raise
-        except Exception as err:  # an extractor bug must not cost the other sources
-            log.exception("the %s extractor failed", source)
-            source_status[source] = {"status": f"failed: {type(err).__name__}: {err}", "events": 0}
-            continue
-        if result.quarantine is not None:
-            export.quarantine.add_frame(result.quarantine)
-            _check_strict(strict, export.quarantine.frame())
-        events_frames.append(result.events)
-        tables.update(result.tables)
-        source_status[source] = {"status": "ran", "events": int(len(result.events)), "counts": result.counts}
+    cache = PatientCache(cache_dir)
+    runner: Runner | None = None
+    try:
+        for source in sources:
+            module = load_extractor(source)
+            if module is None:
+                source_status[source] = {"status": "not built in this version", "events": 0}
+                log.warning("source %s is not built in this version of pfs; skipped", source)
+                continue
+            needs = SOURCE_TABLES[source]
+            if not export.has(needs):
+                # A source with no input at all would otherwise report "0 % progression", which is not a finding.
+                source_status[source] = {"status": f"skipped: no {needs} table in the export", "events": 0}
+                continue
+            if runner is None:
+                runner = make_runner(pipe["workers"] if workers is None else workers, scheduler or pipe["scheduler"]
+                                     or None)
+            say(f"running {source} extractor")
+            run = run_source(source, export, cfg, runner=runner, cache=cache, progress=on_progress)
+            result = run.result
+            if run.failed and len(run.failed) == run.patients:
+                first = next(iter(run.failed.values()))
+                log.error("the %s extractor failed on every patient", source)
+                source_status[source] = {"status": f"failed: {first}", "events": 0}
+                continue
+            if not result.quarantine.empty:
+                export.quarantine.add_frame(result.quarantine)
+                _check_strict(strict, export.quarantine.frame())
+            events_frames.append(result.events)
+            tables.update(result.tables)
+            status = "ran" if not run.failed else f"ran ({len(run.failed)} patient(s) failed, rows quarantined)"
+            source_status[source] = {"status": status, "events": int(len(result.events)), "counts": result.counts}
+            log.info("%s: %d patients, %d from the cache", source, run.patients, run.reused)
+    finally:
+        if runner is not None:
+            runner.close()
+    cache_stats = {"reused": cache.hits, "stored": cache.stored}
 
     events = conform(pd.concat(events_frames, ignore_index=True), "events") if events_frames else empty_events()
     events = events.sort_values(["patient_id", "event_date", "source", "ref_id"], kind="stable").reset_index(drop=True)
@@ -155,7 +180,7 @@ def run_extract(
     if conversion is not None:
         manifest["conversion"] = {"format": fmt, "counts": conversion.counts}
     result = RunResult(events=events, endpoints=endpoints, quarantine=quarantine, tables=tables,
-                       manifest=manifest)
+                       manifest=manifest, cache=cache_stats)
     if out is not None:
         say("writing outputs")
         result.out = write_outputs(result, Path(out))

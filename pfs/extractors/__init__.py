@@ -7,6 +7,7 @@ Modules are imported only when their source runs, so ``pfs --help`` never pays f
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -27,13 +28,15 @@ class ExtractorResult:
     """What an extractor hands on: its events, its own tables (written as NAME.csv), its quarantine rows.
 
     ``counts`` holds whatever the extractor counted (rows examined, recognised, discounted ...) and
-    goes into the manifest.
+    goes into the manifest. ``patient_counts`` holds the same counts per patient (index patient_id),
+    so that results of single patients can be cached and summed into exact cohort totals.
     """
 
     events: pd.DataFrame
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     quarantine: pd.DataFrame | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    patient_counts: pd.DataFrame | None = None
 
 
 def empty_events() -> pd.DataFrame:
@@ -44,3 +47,24 @@ def load_extractor(name: str) -> ModuleType | None:
     """The module of source ``name``, or None when that source is not built in this version."""
     module = importlib.import_module(EXTRACTORS[name])
     return module if hasattr(module, "extract") else None
+
+
+def count_per_patient(patient_ids: Iterable[str], **columns: pd.Series | Iterable[str]) -> pd.DataFrame:
+    """A patients x counts frame: each keyword is a list of patient ids, one per counted thing.
+
+    ``count_per_patient(pids, events=events["patient_id"])`` counts each patient's events; patients
+    with none get 0, ids outside ``patient_ids`` are not counted.
+    """
+    index = pd.Index([str(p) for p in patient_ids], name="patient_id")
+    out = pd.DataFrame(index=index)
+    for name, ids in columns.items():
+        values = ids if isinstance(ids, pd.Series) else pd.Series(list(ids), dtype=object)
+        counted = values.value_counts()
+        counted.index = counted.index.astype(str)
+        out[name] = counted.groupby(level=0).sum().reindex(index, fill_value=0).astype("int64")
+    return out
+
+
+def totals(patient_counts: pd.DataFrame) -> dict[str, int]:
+    """Cohort counts from per-patient counts, in column order."""
+    return {str(k): int(v) for k, v in patient_counts.sum(axis=0).items()}

@@ -55,7 +55,15 @@ class Export:
 
     @property
     def patient_ids(self) -> list[str]:
-        return sorted(self.table("patients")["patient_id"].tolist())
+        return sorted(self.table("patients")["patient_id"].astype(str).tolist())
+
+    def subset(self, patient_ids: list[str]) -> Export:
+        """The same export restricted to some patients (a unit of parallel work); no quarantine rows."""
+        wanted = set(patient_ids)
+        tables = {name: frame.loc[frame["patient_id"].astype(str).isin(wanted)].reset_index(drop=True)
+                  for name, frame in self.tables.items()}
+        return Export(root=self.root, tables=tables, files=dict(self.files), rows_read={},
+                      quarantine=Quarantine(), notes=[], file_hashes={})
 
 
 def _sequence_synonyms() -> dict[str, str]:

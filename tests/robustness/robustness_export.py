@@ -9,6 +9,7 @@ extractor runs through its real loading code in well under a second.
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 import sys
 from dataclasses import dataclass
@@ -142,11 +143,17 @@ def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
     from pfs.cli import main
 
     monkeypatch.setattr(sys, "argv", ["pfs", *args])
+    # The CLI points the root logger at the (captured) stderr; put it back so later tests can log.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     try:
         main()
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
     captured = capsys.readouterr()
     return code, captured.out + captured.err
 
@@ -172,5 +179,6 @@ def rows_of_others(frame: pd.DataFrame | None, touched: set[str]) -> pd.DataFram
 
 
 def digest(folder: Path) -> dict[str, str]:
+    """sha256 of every output file (the per-patient cache under cache/ is not an output)."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.relative_to(folder).parts[0] != "cache"}

@@ -48,7 +48,7 @@ def _records(text: str) -> int:
     return sum(1 for r in csv.reader(io.StringIO(text, newline="")) if r) - 1
 
 
-@settings(max_examples=40, deadline=None, derandomize=True)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(st.lists(fault, min_size=1, max_size=4))
 def test_every_row_is_used_or_quarantined(faults: list[tuple]) -> None:
     texts = {"patients": PATIENTS, "medications": MEDICATIONS, "reports": REPORTS}

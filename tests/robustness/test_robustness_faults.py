@@ -140,7 +140,7 @@ def test_zz_outcome_table(capsys: pytest.CaptureFixture) -> None:
         o = OUTCOMES.get(c.name)
         if o is None:
             continue
-        what = "; ".join(o["reasons"]) or "; ".join(o["output"]) or "none (outputs identical)"
+        what = "; ".join(o["reasons"]) or "; ".join(o["output"]) or "no quarantine row"
         flag = " (xfail: needs fix)" if c.xfail else ""
         lines.append(f"| {c.fault_class} | {c.name}{flag} | {o['exit']} | {what} |")
     with capsys.disabled():

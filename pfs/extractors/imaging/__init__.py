@@ -9,8 +9,10 @@ other study goes on.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from pfs.exceptions import ConfigError
-from pfs.extractors import ExtractorResult
+from pfs.extractors import ExtractorResult, count_per_patient, totals
 from pfs.extractors.imaging.loading import ImagingInputError, load_study, write_mask
 from pfs.extractors.imaging.rano import RanoParams, assess
 from pfs.extractors.imaging.segmenters import SEGMENTERS, SegmentFn, sequences_needed
@@ -109,10 +111,33 @@ def _process(job: StudyJob, segment: SegmentFn, cfg: dict[str, Any], name: str) 
     return StudyOutcome(job, volume, seg.lesions, quarantine)
 
 
+_SEGMENTERS: dict[str, SegmentFn] = {}
+
+
+def _segmenter(cfg: dict[str, Any]) -> SegmentFn:
+    """The configured segmenter, built once per process (a MONAI network is loaded once per worker)."""
+    key = json.dumps(cfg, sort_keys=True, default=str)
+    if key not in _SEGMENTERS:
+        _SEGMENTERS.clear()
+        _SEGMENTERS[key] = SEGMENTERS[cfg["segmenter"]](cfg)
+    return _SEGMENTERS[key]
+
+
+def process_study(task: tuple[StudyJob, dict[str, Any]]) -> StudyOutcome:
+    """Task body for a runner (one MRI study, on any worker): load, segment, measure."""
+    job, cfg = task
+    return _process(job, _segmenter(cfg), cfg, cfg["segmenter"])
+
+
+def crashed_study(job: StudyJob, err: BaseException) -> StudyOutcome:
+    """The outcome of a study whose processing crashed (a bug or a killed worker): all its rows quarantined."""
+    reason = f"study processing crashed ({type(err).__name__}: {str(err)[:200]})"
+    return StudyOutcome(job, None, [], [_q(job, seq, reason) for seq in job.rows])
+
+
 def _run_chunk(jobs: list[StudyJob], cfg: dict[str, Any]) -> list[StudyOutcome]:
-    """Worker entry point: build the (picklable) segmenter once per chunk."""
-    segment = SEGMENTERS[cfg["segmenter"]](cfg)
-    return [_process(job, segment, cfg, cfg["segmenter"]) for job in jobs]
+    """Worker entry point of the in-extractor pool."""
+    return [process_study((job, cfg)) for job in jobs]
 
 
 def study_jobs(export) -> list[StudyJob]:
@@ -155,13 +180,18 @@ def run_jobs(jobs: list[StudyJob], cfg: dict[str, Any]) -> list[StudyOutcome]:
     return [by_id[j.study_id] for j in jobs]
 
 
-def extract(export, config) -> ExtractorResult:
-    """Volumes per study (``volumes`` table) and volumetric RANO events for every patient."""
+def extract(export, config, run_studies: Callable[[list[StudyJob], dict[str, Any]], list[StudyOutcome]] | None = None,
+            ) -> ExtractorResult:
+    """Volumes per study (``volumes`` table) and volumetric RANO events for every patient.
+
+    ``run_studies`` processes the study jobs (default :func:`run_jobs`); the pipeline passes one that
+    spreads the studies over its Dask workers.
+    """
     cfg = config.section("imaging")
     _check_config(cfg)
     rano_params = RanoParams.from_config(cfg["rano"])
     jobs = study_jobs(export)
-    outcomes = run_jobs(jobs, cfg)
+    outcomes = (run_studies or run_jobs)(jobs, cfg)
     volumes = pd.DataFrame([o.volume for o in outcomes if o.volume is not None],
                            columns=[c for c in VOLUME_COLUMNS if c not in ("rano_state", "nadir_ml",
                                                                            "change_vs_nadir_pct")])
@@ -179,12 +209,15 @@ def extract(export, config) -> ExtractorResult:
     volumes = conform(volumes[VOLUME_COLUMNS], "volumes").sort_values(
         ["patient_id", "study_date", "study_id"], kind="stable").reset_index(drop=True)
     events = conform(events, "events")
-    counts = {
-        "studies": len(jobs),
-        "studies_measured": int(len(volumes)),
-        "studies_quarantined": int(sum(o.volume is None for o in outcomes)),
-        "sequence_rows_quarantined": int(len(quarantine)),
-        "patients_with_event": int(events["patient_id"].nunique()),
-    }
+    patient_counts = count_per_patient(
+        export.table("patients")["patient_id"],
+        studies=[j.patient_id for j in jobs],
+        studies_measured=volumes["patient_id"],
+        studies_quarantined=[o.job.patient_id for o in outcomes if o.volume is None],
+        sequence_rows_quarantined=quarantine["patient_id"],
+        patients_with_event=events["patient_id"].drop_duplicates(),
+    )
+    counts = totals(patient_counts)
     log.info("imaging: %d of %d studies measured", counts["studies_measured"], counts["studies"])
-    return ExtractorResult(events=events, tables={"volumes": volumes}, quarantine=quarantine, counts=counts)
+    return ExtractorResult(events=events, tables={"volumes": volumes}, quarantine=quarantine, counts=counts,
+                           patient_counts=patient_counts)

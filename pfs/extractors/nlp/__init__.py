@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pfs.exceptions import ConfigError
-from pfs.extractors import ExtractorResult
+from pfs.extractors import ExtractorResult, count_per_patient, totals
 from pfs.io.quarantine import COLUMNS as QUARANTINE_COLUMNS
 from pfs.vocab import ReportLabel
 
@@ -109,7 +109,7 @@ def label_reports(reports: pd.DataFrame, pipeline: ReportPipeline, settings: dic
                             .itertuples(index=False)):
         base = {"patient_id": rec.patient_id, "report_id": rec.report_id, "report_date": rec.report_date,
                 "bt_rads": "", "evidence_sentence": "", "evidence_start": -1, "evidence_end": -1, "section": "",
-                "certainty": 0}
+                "certainty": 0, "markup_cleaned": False}
         text = rec.text if isinstance(rec.text, str) else ""
         procedure = rec.procedure if isinstance(rec.procedure, str) else ""
         if not is_brain_mri(procedure, text):
@@ -127,7 +127,7 @@ def label_reports(reports: pd.DataFrame, pipeline: ReportPipeline, settings: dic
         cleaned, fixes = clean_text(text)
         if fixes:
             counts["markup_cleaned"] += 1
-        labels[i] = base
+        labels[i] = {**base, "markup_cleaned": bool(fixes)}
         texts.append(cleaned)
         todo.append(i)
     workers = int(settings["n_workers"]) if n_workers is None else n_workers
@@ -141,7 +141,8 @@ def label_reports(reports: pd.DataFrame, pipeline: ReportPipeline, settings: dic
                           "evidence_sentence": " ".join(sentence.split())[:MAX_EVIDENCE_CHARS],
                           "evidence_start": d.evidence_start, "evidence_end": d.evidence_end, "section": d.section,
                           "certainty": d.certainty})
-    frame = pd.DataFrame(labels, columns=LABEL_COLUMNS + ["certainty"])
+    frame = pd.DataFrame(labels, columns=LABEL_COLUMNS + ["certainty", "markup_cleaned"])
+    frame["markup_cleaned"] = frame["markup_cleaned"].fillna(False).astype(bool)
     for label in ReportLabel:
         counts[f"label_{label}"] = int((frame["label"] == str(label)).sum())
     q = pd.DataFrame(quarantine, columns=QUARANTINE_COLUMNS)
@@ -161,13 +162,29 @@ def extract(export: Export, config: Config) -> ExtractorResult:
     labels, quarantine, counts = label_reports(reports, pipeline, settings)
     before_dx = labels["report_date"].lt(labels["patient_id"].map(patients.set_index("patient_id")["diagnosis_date"]))
     counts["reports_before_diagnosis"] = int(before_dx.fillna(False).sum())
-    events, ev_counts = progression_events(labels, patients, settings["events"])
-    counts.update(ev_counts)
-    counts["events"] = len(events)
+    per_patient: dict[str, dict[str, int]] = {}
+    events, ev_counts = progression_events(labels, patients, settings["events"], per_patient)
+    pids = patients["patient_id"].astype(str)
+    lab = labels.assign(patient_id=labels["patient_id"].astype(str))
+    patient_counts = count_per_patient(
+        pids,
+        reports=lab["patient_id"],
+        brain_mri=lab.loc[lab["label"] != str(ReportLabel.NOT_APPLICABLE), "patient_id"],
+        not_applicable=lab.loc[lab["label"] == str(ReportLabel.NOT_APPLICABLE), "patient_id"],
+        too_long=lab.loc[lab["rule"] == "too_long", "patient_id"],
+        markup_cleaned=lab.loc[labels["markup_cleaned"].to_numpy(), "patient_id"],
+        **{f"label_{x}": lab.loc[lab["label"] == str(x), "patient_id"] for x in ReportLabel},
+        reports_before_diagnosis=lab.loc[before_dx.fillna(False).to_numpy(), "patient_id"],
+    )
+    for key in ev_counts:
+        patient_counts[key] = [int(per_patient.get(p, {}).get(key, 0)) for p in patient_counts.index]
+    patient_counts["events"] = count_per_patient(pids, events=events["patient_id"])["events"]
+    counts = totals(patient_counts)
     log.info("nlp: %d reports, %d brain MRI, %d events", counts["reports"], counts["brain_mri"], len(events))
     return ExtractorResult(
         events=conform(events, "events"),
-        tables={"report_labels": conform(labels.drop(columns="certainty"), "report_labels")},
+        tables={"report_labels": conform(labels.drop(columns=["certainty", "markup_cleaned"]), "report_labels")},
         quarantine=quarantine,
         counts=counts,
+        patient_counts=patient_counts,
     )

@@ -33,11 +33,19 @@ def _one_line(text: str, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def progression_events(labels: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, Any]) -> tuple[
-        pd.DataFrame, dict[str, int]]:
+def _bump(counts: dict[str, int], per_patient: dict[str, dict[str, int]] | None, pid: str, key: str) -> None:
+    counts[key] += 1
+    if per_patient is not None:
+        mine = per_patient.setdefault(str(pid), {})
+        mine[key] = mine.get(key, 0) + 1
+
+
+def progression_events(labels: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, Any],
+                       per_patient: dict[str, dict[str, int]] | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
     """Events (events.json columns) from report labels; also counts of what was dropped and why.
 
     ``labels`` needs patient_id, report_id, report_date, label, rule, evidence_sentence, certainty.
+    ``per_patient``, when given, receives the same counts for each patient.
     """
     counts = {"events_candidates": 0, "events_contradicted": 0, "events_unconfirmed_early": 0,
               "events_before_index": 0}
@@ -63,20 +71,20 @@ def progression_events(labels: pd.DataFrame, patients: pd.DataFrame, settings: d
         for row in group.itertuples(index=False):
             if row.label != ReportLabel.PROGRESSION:
                 continue
-            counts["events_candidates"] += 1
+            _bump(counts, per_patient, pid, "events_candidates")
             if pd.notna(start) and row.report_date <= start:
-                counts["events_before_index"] += 1
+                _bump(counts, per_patient, pid, "events_before_index")
                 continue
             later = (dates > np.datetime64(row.report_date)) & (dates <= np.datetime64(row.report_date + window))
             if any(lbl in contra for lbl in labels_[later]):
-                counts["events_contradicted"] += 1
+                _bump(counts, per_patient, pid, "events_contradicted")
                 continue
             confidence = _CONFIDENCE.get(int(row.certainty), 0.6)
             if settings["confirm_early"] and pd.notna(rt_end) and rt_end <= row.report_date <= rt_end + early:
                 nxt = np.flatnonzero(dates > np.datetime64(row.report_date))
                 if nxt.size and dates[nxt[0]] <= np.datetime64(row.report_date + confirm):
                     if labels_[nxt[0]] not in (ReportLabel.PROGRESSION, ReportLabel.INDETERMINATE):
-                        counts["events_unconfirmed_early"] += 1
+                        _bump(counts, per_patient, pid, "events_unconfirmed_early")
                         continue
                 elif not nxt.size:
                     confidence *= 0.7

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from pfs.exceptions import ConfigError
-from pfs.extractors import ExtractorResult
+from pfs.extractors import ExtractorResult, count_per_patient, totals
 from pfs.extractors.steroid.doses import load_frequency_rules, parse_orders
 from pfs.extractors.steroid.drugs import (
     REFERENCE_DRUG,
@@ -338,18 +338,21 @@ def extract(export: Export, config: Config) -> ExtractorResult:
         }
     )
     clock("tables")
-    counts = {
-        "rows_examined": int(len(meds)),
-        "steroid_rows": int(systemic.sum()),
-        "non_steroid_rows": int(drug.isna().sum()),
-        "non_systemic_rows": int((drug.notna() & local.notna()).sum()),
-        "quarantined_rows": int(len(quarantine)),
-        "duplicate_orders": int(o["duplicate"].sum()) if not o.empty else 0,
-        "discounted_orders": int((~o["counted"]).sum()) if not o.empty else 0,
-        "counted_courses": int(len(counted_courses)),
-        "discounted_courses": int(len(disc_courses)),
-        "events": int(len(events)),
-    }
+    has_o = not o.empty
+    patient_counts = count_per_patient(
+        pids,
+        rows_examined=meds["patient_id"],
+        steroid_rows=meds.loc[systemic, "patient_id"],
+        non_steroid_rows=meds.loc[drug.isna().to_numpy(), "patient_id"],
+        non_systemic_rows=meds.loc[(drug.notna() & local.notna()).to_numpy(), "patient_id"],
+        quarantined_rows=quarantine["patient_id"],
+        duplicate_orders=o.loc[o["duplicate"], "patient_id"] if has_o else [],
+        discounted_orders=o.loc[~o["counted"], "patient_id"] if has_o else [],
+        counted_courses=pids[counted_courses["pcode"].to_numpy(dtype="int64")],
+        discounted_courses=pids[disc_courses["pcode"].to_numpy(dtype="int64")],
+        events=events["patient_id"],
+    )
+    counts = totals(patient_counts)
     return ExtractorResult(
         events=events,
         tables={
@@ -358,6 +361,7 @@ def extract(export: Export, config: Config) -> ExtractorResult:
         },
         quarantine=quarantine,
         counts=counts,
+        patient_counts=patient_counts,
     )
 
 

@@ -1,0 +1,117 @@
+"""Where extraction work runs: in this process, or on Dask (a local cluster of processes or an
+existing ``dask.distributed`` scheduler).
+
+pfs does not schedule work itself. The pipeline cuts the cohort into tasks (batches of patients for
+the text sources, single MRI studies for imaging) and hands them to a runner; results are put back
+in patient order, so what comes out does not depend on the runner or the number of workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+from pfs.exceptions import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Environment of local Dask worker processes: one thread each for every numeric library, so N
+#: workers use N cores (SimpleITK/ITK would otherwise start a thread per core in every worker).
+WORKER_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1",
+}
+
+
+class Runner(Protocol):
+    """Runs ``fn`` on each item; yields ``(index, result or exception)`` in completion order."""
+
+    workers: int
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+class InProcessRunner:
+    """The plain path: one item after the other in this process (tests, small cohorts, debugging)."""
+
+    workers = 1
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        for i, item in enumerate(items):
+            try:
+                yield i, fn(item)
+            except Exception as err:  # the caller decides what a failed task means
+                yield i, err
+
+    def close(self) -> None:
+        pass
+
+
+class DaskRunner:
+    """Tasks on a ``dask.distributed`` cluster: a local one of ``workers`` processes, or ``scheduler``."""
+
+    def __init__(self, workers: int = 2, scheduler: str | None = None) -> None:
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError as err:  # pragma: no cover - dask is a core dependency of the install
+            raise ConfigError("parallel extraction needs dask[distributed]: pip install 'pfs[dask]'") from err
+        self._cluster = None
+        if scheduler:
+            try:
+                self.client = Client(scheduler, timeout="30s")
+            except OSError as err:
+                raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from err
+            self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        else:
+            import dask
+
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENV,
+                                  "distributed.worker.daemon": False}):
+                self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                             dashboard_address=None, silence_logs=logging.ERROR)
+            self.client = Client(self._cluster)
+            self.workers = workers
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        from dask.distributed import as_completed
+
+        if not items:
+            return
+        futures = self.client.map(fn, list(items), pure=False)
+        index = {f.key: i for i, f in enumerate(futures)}
+        for future in as_completed(futures):
+            i = index[future.key]
+            try:
+                yield i, future.result()
+            except Exception as err:  # includes KilledWorker: a crashed worker process
+                yield i, err
+            future.release()
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def default_workers() -> int:
+    """The machine's cores available to this process."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def make_runner(workers: int = 1, scheduler: str | None = None) -> Runner:
+    """A runner for ``workers`` local processes (1 = in this process) or an existing scheduler."""
+    if workers < 0:
+        raise ConfigError(f"--workers must be 0 (all cores) or more, not {workers}")
+    if scheduler:
+        return DaskRunner(scheduler=scheduler)
+    workers = workers or default_workers()
+    return InProcessRunner() if workers == 1 else DaskRunner(workers=workers)

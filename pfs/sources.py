@@ -1,0 +1,281 @@
+"""Run one progression source over a cohort patient by patient: batches, a runner, the cache.
+
+Every extractor treats patients independently, so a source's result for the cohort is the union of
+its results per patient. This module cuts the cohort into work units (batches of patients for the
+text sources; one task per MRI study for imaging, assembled per batch of patients), runs them on a
+:mod:`pfs.execution` runner, stores each patient's piece in the :mod:`pfs.cache`, and assembles the
+pieces in patient order. A batch that crashes is retried patient by patient; a patient that still
+crashes has its rows quarantined with the error, and every other patient goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from pfs.cache import PatientCache, patient_keys
+from pfs.exceptions import PfsError
+from pfs.execution import InProcessRunner, Runner
+from pfs.extractors import ExtractorResult, empty_events, load_extractor
+from pfs.io.export import Export
+from pfs.io.quarantine import COLUMNS as QUARANTINE_COLUMNS
+from pfs.io.schema import conform, load_schema
+from pfs.settings import Config
+
+log = logging.getLogger(__name__)
+
+#: The input table each source reads; a source whose table is absent is skipped, not run on nothing.
+SOURCE_TABLES = {"steroid": "medications", "nlp": "reports", "imaging": "imaging"}
+#: File-path columns whose files a source reads (their size and mtime are part of the cache key).
+SOURCE_FILES = {"imaging": {"imaging": ["path", "mask_path"]}}
+#: Config overrides inside a task: parallelism comes from the runner, never from a nested pool.
+TASK_OVERRIDES = {"nlp": {"n_workers": 1}, "imaging": {"workers": 1}}
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class PatientPiece:
+    """One patient's result from one source (what the cache stores)."""
+
+    events: pd.DataFrame
+    tables: dict[str, pd.DataFrame]
+    quarantine: pd.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class SourceRun:
+    """A source's assembled result plus how it was obtained."""
+
+    result: ExtractorResult
+    patients: int
+    reused: int
+    failed: dict[str, str]
+
+
+# --- splitting and assembling ------------------------------------------------------------------
+
+
+def _split(result: ExtractorResult, pids: list[str]) -> dict[str, PatientPiece]:
+    """Cut a batch result into per-patient pieces, each with its own counts."""
+    if result.patient_counts is None and len(pids) > 1:
+        raise TypeError("an extractor run on several patients must return patient_counts")
+
+    def by_patient(frame: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
+        if frame is None or frame.empty:
+            return {}
+        return {str(k): g.reset_index(drop=True) for k, g in frame.groupby(frame["patient_id"].astype(str), sort=False)}
+
+    events = by_patient(result.events)
+    quarantine = by_patient(result.quarantine)
+    tables = {name: by_patient(frame) for name, frame in result.tables.items()}
+    counts = result.patient_counts
+    empty_q = pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    pieces = {}
+    for pid in pids:
+        if counts is None:
+            mine = dict(result.counts)
+        elif pid in counts.index:
+            mine = {str(k): int(v) for k, v in counts.loc[pid].items()}
+        else:
+            mine = {}
+        pieces[pid] = PatientPiece(
+            events=events.get(pid, result.events.iloc[0:0]),
+            tables={name: parts.get(pid, result.tables[name].iloc[0:0]) for name, parts in tables.items()},
+            quarantine=quarantine.get(pid, empty_q),
+            counts=mine,
+        )
+    return pieces
+
+
+def _sum_counts(pieces: Iterable[PatientPiece]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for piece in pieces:
+        for key, value in piece.counts.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+def _concat(frames: list[pd.DataFrame], schema: str | None) -> pd.DataFrame:
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        out = pd.DataFrame(columns=load_schema(schema).columns) if schema else pd.DataFrame()
+    else:
+        out = pd.concat(frames, ignore_index=True)
+    return conform(out, schema) if schema else out
+
+
+def assemble(pieces: list[PatientPiece]) -> ExtractorResult:
+    """The cohort result from per-patient pieces, in the order given (patient order)."""
+    names = sorted({name for p in pieces for name in p.tables})
+    tables = {name: _concat([p.tables[name] for p in pieces if name in p.tables], _schema_or_none(name))
+              for name in names}
+    quarantine = _concat([p.quarantine for p in pieces], None)
+    if quarantine.empty:
+        quarantine = pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else "object")
+                                   for c in QUARANTINE_COLUMNS})
+    events = _concat([p.events for p in pieces], "events") if pieces else empty_events()
+    return ExtractorResult(events=events, tables=tables, quarantine=quarantine[QUARANTINE_COLUMNS],
+                           counts=_sum_counts(pieces))
+
+
+def _schema_or_none(name: str) -> str | None:
+    try:
+        load_schema(name)
+    except PfsError:
+        return None
+    return name
+
+
+# --- work units -------------------------------------------------------------------------------
+
+
+def _extract_batch(task: tuple[str, Export, Config]) -> ExtractorResult:
+    """Task body (runs on a worker): one source on a sub-export of a few patients."""
+    source, export, cfg = task
+    module = load_extractor(source)
+    assert module is not None
+    return module.extract(export, cfg)
+
+
+def _failure_rows(export: Export, source: str, pid: str, err: BaseException) -> pd.DataFrame:
+    """Quarantine every input row of a patient the source crashed on."""
+    table = SOURCE_TABLES[source]
+    rows = export.table(table)
+    rows = rows.loc[rows["patient_id"].astype(str) == pid]
+    reason = f"the {source} extractor failed on this patient ({type(err).__name__}: {str(err)[:200]})"
+    return pd.DataFrame({"table": table, "row": rows["_row"].astype("int64").to_numpy(), "patient_id": pid,
+                         "column": "", "value": "", "reason": reason, "stage": source}, columns=QUARANTINE_COLUMNS)
+
+
+def _batches(pids: list[str], export: Export, table: str, target_rows: int, max_patients: int) -> list[list[str]]:
+    """Consecutive patients grouped to about ``target_rows`` input rows (and at most ``max_patients``)."""
+    sizes = export.table(table)["patient_id"].astype(str).value_counts()
+    out: list[list[str]] = []
+    current: list[str] = []
+    rows = 0
+    for pid in pids:
+        n = int(sizes.get(pid, 0))
+        if current and (rows + n > target_rows or len(current) >= max_patients):
+            out.append(current)
+            current, rows = [], 0
+        current.append(pid)
+        rows += n
+    if current:
+        out.append(current)
+    return out
+
+
+def run_source(source: str, export: Export, cfg: Config, *, runner: Runner | None = None,
+               cache: PatientCache | None = None, progress: Progress | None = None) -> SourceRun:
+    """Run ``source`` on every patient of ``export``, reusing cached patients; see the module docstring."""
+    runner = runner or InProcessRunner()
+    cache = cache or PatientCache(None)
+    report = progress or (lambda label, done, total: None)
+    pipe = cfg.section("pipeline")
+    task_cfg = cfg.with_overrides({k: v for k, v in TASK_OVERRIDES.items() if k in cfg.data})
+    table = SOURCE_TABLES[source]
+    pids = export.patient_ids
+    keys = patient_keys({"patients": export.table("patients"), table: export.table(table)},
+                        f"{source}|{cfg.hash}", root=export.root, path_columns=SOURCE_FILES.get(source))
+    pieces: dict[str, PatientPiece] = {}
+    for pid in pids:
+        hit = cache.get(keys[pid])
+        if isinstance(hit, PatientPiece):
+            pieces[pid] = hit
+    reused = len(pieces)
+    todo = [pid for pid in pids if pid not in pieces]
+    failed: dict[str, str] = {}
+    label = f"{source}"
+    report(label, reused, len(pids))
+
+    def keep(batch_pids: list[str], result: ExtractorResult) -> None:
+        for pid, piece in _split(result, batch_pids).items():
+            pieces[pid] = piece
+            cache.put(keys[pid], piece)
+        report(label, len(pieces), len(pids))
+
+    if source == "imaging":
+        batch_list = _batches(todo, export, table, target_rows=10**9, max_patients=int(pipe["imaging_batch_patients"]))
+        n_studies = int(export.subset(todo).table(table)["study_id"].nunique()) if todo else 0
+        run_batch = _imaging_batch_runner(runner, task_cfg, lambda n: report("MRI studies", n, n_studies))
+        retry = []
+        for batch in batch_list:
+            try:
+                keep(batch, run_batch(export.subset(batch)))
+            except PfsError:
+                raise
+            except Exception as err:  # a crash in assembly: isolate the patient below
+                log.warning("imaging batch of %d patients failed (%s); retrying patient by patient",
+                            len(batch), type(err).__name__)
+                retry.extend(batch)
+        for pid in retry:
+            try:
+                keep([pid], run_batch(export.subset([pid])))
+            except PfsError:
+                raise
+            except Exception as err:
+                failed[pid] = f"{type(err).__name__}: {err}"
+                keep([pid], _failed_result(export, source, pid, err))
+    else:
+        batch_list = _batches(todo, export, table, target_rows=int(pipe["batch_rows"]),
+                              max_patients=int(pipe["batch_patients"]))
+        retry = []
+        tasks = [(source, export.subset(batch), task_cfg) for batch in batch_list]
+        for i, outcome in runner.map(_extract_batch, tasks):
+            if isinstance(outcome, PfsError):
+                raise outcome
+            if isinstance(outcome, BaseException):
+                log.warning("%s batch of %d patients failed (%s); retrying patient by patient",
+                            source, len(batch_list[i]), type(outcome).__name__)
+                retry.extend(batch_list[i])
+                continue
+            keep(batch_list[i], outcome)
+        single = [(source, export.subset([pid]), task_cfg) for pid in retry]
+        for i, outcome in runner.map(_extract_batch, single):
+            pid = retry[i]
+            if isinstance(outcome, PfsError):
+                raise outcome
+            if isinstance(outcome, BaseException):
+                failed[pid] = f"{type(outcome).__name__}: {outcome}"
+                keep([pid], _failed_result(export, source, pid, outcome))
+            else:
+                keep([pid], outcome)
+    result = assemble([pieces[pid] for pid in pids])
+    return SourceRun(result=result, patients=len(pids), reused=reused, failed=failed)
+
+
+def _failed_result(export: Export, source: str, pid: str, err: BaseException) -> ExtractorResult:
+    return ExtractorResult(events=empty_events(), tables={}, quarantine=_failure_rows(export, source, pid, err),
+                           counts={"patients_failed": 1})
+
+
+def _imaging_batch_runner(runner: Runner, cfg: Config,
+                          studies_done: Callable[[int], None]) -> Callable[[Export], ExtractorResult]:
+    """Imaging for a batch of patients: its studies run as separate tasks, RANO here."""
+    from pfs.extractors import imaging
+
+    done = [0]
+
+    def run_studies(jobs: list[Any], section: dict[str, Any]) -> list[Any]:
+        outcomes: list[Any] = [None] * len(jobs)
+        for i, outcome in runner.map(imaging.process_study, [(job, section) for job in jobs]):
+            if isinstance(outcome, PfsError):
+                raise outcome
+            if isinstance(outcome, BaseException):
+                outcome = imaging.crashed_study(jobs[i], outcome)
+            outcomes[i] = outcome
+            done[0] += 1
+            studies_done(done[0])
+        return outcomes
+
+    def run(sub: Export) -> ExtractorResult:
+        return imaging.extract(sub, cfg, run_studies=run_studies)
+
+    return run
