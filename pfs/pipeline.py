@@ -128,7 +128,7 @@ def run_extract(
     export = load_export(export_dir, mapping)
     if conversion is not None:
         export.quarantine.add_frame(conversion.quarantine)
-    _check_strict(strict, export.quarantine.frame())
+    _check_strict(strict, export.quarantine.frame(), export.files)
 
     events_frames, tables, source_status = [], {}, {}
     cache = PatientCache(cache_dir)
@@ -158,7 +158,7 @@ def run_extract(
                 continue
             if not result.quarantine.empty:
                 export.quarantine.add_frame(result.quarantine)
-                _check_strict(strict, export.quarantine.frame())
+                _check_strict(strict, export.quarantine.frame(), export.files)
             events_frames.append(result.events)
             tables.update(result.tables)
             status = "ran" if not run.failed else f"ran ({len(run.failed)} patient(s) failed, rows quarantined)"
@@ -187,11 +187,12 @@ def run_extract(
     return result
 
 
-def _check_strict(strict: bool, quarantine: pd.DataFrame) -> None:
+def _check_strict(strict: bool, quarantine: pd.DataFrame, files: dict[str, Path] | None = None) -> None:
     if strict and not quarantine.empty:
         first = quarantine.iloc[0]
+        where = files[first["table"]].name if files and first["table"] in files else first["table"]
         raise StrictModeError(
-            f"--strict: {first['table']} row {first['row']}"
+            f"--strict: {where} row {first['row']}"
             + (f", column '{first['column']}'" if first["column"] else "")
             + f": {first['reason']} ({len(quarantine)} quarantined row(s) in all)"
         )
@@ -222,6 +223,8 @@ def build_manifest(export: Export, cfg: Config, sources: list[str], source_statu
 
 def write_outputs(result: RunResult, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
+    # An earlier run's manifest would make a half-rewritten folder look finished.
+    (out / "manifest.json").unlink(missing_ok=True)
     write_table(result.events, out / "events.csv")
     write_table(result.endpoints, out / "endpoints.csv")
     write_table(result.quarantine, out / "quarantine.csv")

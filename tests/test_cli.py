@@ -61,7 +61,7 @@ def test_strict_fails_on_the_first_quarantined_row(monkeypatch, capsys, small_ex
     code, out = run(["extract", str(small_export), "--out", str(tmp_path / "o"), "--strict", "--sources", "steroid"],
                     monkeypatch, capsys)
     assert code == 5
-    assert "medications row 4, column 'order_date'" in out
+    assert "medications.csv row 4, column 'order_date'" in out
 
 
 def test_validate_reports_quarantine_without_writing(monkeypatch, capsys, small_export: Path) -> None:

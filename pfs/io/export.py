@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -20,12 +21,17 @@ import numpy as np
 import pandas as pd
 
 from pfs.exceptions import ExportError
+from pfs.io.limits import read_gzip_limited
 from pfs.io.mapping import Mapping, TableMapping, load_mapping
 from pfs.io.quarantine import Quarantine
 from pfs.io.schema import INPUT_TABLES, coerce_and_validate, empty_frame, load_schema
 
 REQUIRED_TABLES = ("patients",)
 _DELIMITERS = (",", ";", "\t", "|")
+#: A valid multi-byte UTF-8 sequence: a file that has them is UTF-8 even if a few bytes are not.
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+#: Characters that cannot come from an undecodable byte kept by errors="surrogateescape".
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 #: A single CSV field larger than this is a corrupt file, not a report (Python's csv default is 128 kB).
 MAX_FIELD_BYTES = 16 * 1024 * 1024
 
@@ -111,8 +117,13 @@ def _decode(raw: bytes, path: Path, tm: TableMapping, notes: list[str]) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        # Excel on Windows writes cp1252/Latin-1; decoding as Latin-1 never fails, so say we did it.
         line = raw[: err.start].count(b"\n") + 1
+        if _UTF8_MULTIBYTE.search(raw):
+            # A UTF-8 file with a few foreign bytes (binary garbage pasted into a field): keep the
+            # file UTF-8 and quarantine the values holding those bytes (see _quarantine_undecodable).
+            notes.append(f"{path.name}: bytes that are not UTF-8 (first on line {line}); those values quarantined")
+            return raw.decode("utf-8-sig", errors="surrogateescape")
+        # Excel on Windows writes cp1252/Latin-1; decoding as Latin-1 never fails, so say we did it.
         notes.append(f"{path.name}: not valid UTF-8 (first bad byte on line {line}); read as Latin-1")
         return raw.decode("latin-1")
 
@@ -164,10 +175,13 @@ def _read_csv_text(text: str, path: Path, delim: str, table: str, quarantine: Qu
     """
     header_line = text.split("\n", 1)[0].rstrip("\r")
     header = next(csv.reader([header_line], delimiter=delim), [])
-    if data is not None:
-        fast = _read_csv_arrow(data, header, delim)
+    if len(set(header)) == len(header):
+        # An odd number of quotes means the file ends inside a quoted field, which pyarrow accepts.
+        fast = _read_csv_arrow(data, header, delim) if data is not None and data.count(b'"') % 2 == 0 else None
         if fast is not None:
             return fast
+        # pyarrow refused the file (or cannot take it): the csv module says exactly which records are bad.
+        return _read_csv_records(text, path, delim, table, quarantine)
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=delim, engine="c",
                          skip_blank_lines=True)
@@ -184,7 +198,11 @@ def _read_csv_text(text: str, path: Path, delim: str, table: str, quarantine: Qu
         pass
     except pd.errors.EmptyDataError as err:
         raise ExportError(f"{path}: the file is empty (no header row)") from err
-    # Slow path, only for malformed files: the csv module tells us exactly which records are bad.
+    return _read_csv_records(text, path, delim, table, quarantine)
+
+
+def _read_csv_records(text: str, path: Path, delim: str, table: str, quarantine: Quarantine) -> pd.DataFrame:
+    """Slow path, only for malformed files: the csv module tells us exactly which records are bad."""
     csv.field_size_limit(MAX_FIELD_BYTES)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
     try:
@@ -211,6 +229,12 @@ def _read_csv_text(text: str, path: Path, delim: str, table: str, quarantine: Qu
             continue
         rows.append(rec)
         numbers.append(n)
+    if rows and numbers[-1] == n and text.count('"') % 2 == 1:
+        # An odd number of quote characters: the file ends inside a quoted field (cut in the middle
+        # of a report), and the csv module would hand back the cut record as if it were whole.
+        rows.pop()
+        quarantine.add(table, [numbers.pop()], "unreadable CSV record: the file ends inside a quoted field "
+                       f"(truncated file?) ({path.name})", stage="load")
     df = pd.DataFrame(rows, columns=header, dtype=str)
     df["_row"] = numbers
     return df
@@ -245,12 +269,7 @@ def read_table(path: Path, name: str, tm: TableMapping, quarantine: Quarantine,
         n_read = len(df)
     else:
         if path.suffix == ".gz":
-            import gzip
-
-            try:
-                raw = gzip.decompress(raw)
-            except (OSError, EOFError) as err:
-                raise ExportError(f"{path}: corrupt gzip file: {err}") from err
+            raw = read_gzip_limited(path)
         n_notes = len(notes)
         text = _decode(raw, path, tm, notes)
         if not text.strip():
@@ -258,7 +277,9 @@ def read_table(path: Path, name: str, tm: TableMapping, quarantine: Quarantine,
         utf8 = raw.removeprefix(b"\xef\xbb\xbf") if len(notes) == n_notes and not tm.encoding else None
         delim = _sniff_delimiter(text.split("\n", 1)[0], path, tm, notes)
         before = len(quarantine)
-        df = _read_csv_text(text, path, delim, name, quarantine, data=utf8 if utf8 is not None else text.encode())
+        if utf8 is None and _UNDECODABLE.search(text) is None:
+            utf8 = text.encode("utf-8")
+        df = _read_csv_text(text, path, delim, name, quarantine, data=utf8)
         # Rows read = clean records + records already quarantined as malformed.
         n_read = len(df) + (len(quarantine) - before)
     df.columns = [c if c == "_row" else str(c).strip().lstrip("\ufeff") for c in df.columns]
@@ -312,14 +333,16 @@ def _check_paths(df: pd.DataFrame, root: Path, name: str, quarantine: Quarantine
 
 
 def load_export(root: Path | str, mapping: Mapping | Path | str | None = None,
-                tables: tuple[str, ...] = INPUT_TABLES) -> Export:
+                tables: tuple[str, ...] = INPUT_TABLES, as_of: pd.Timestamp | None = None) -> Export:
     """Read and validate the native export at ``root``.
 
     Args:
         root: the export directory.
         mapping: a :class:`Mapping` or the path of a mapping TOML file, for non-native names.
         tables: which tables to read (the patients table is always read).
+        as_of: dates after this day are typing errors and quarantined (default: today).
     """
+    as_of = pd.Timestamp.today().normalize() if as_of is None else pd.Timestamp(as_of).normalize()
     root = Path(root)
     if not root.is_dir():
         raise ExportError(f"{root}: export directory not found")
@@ -342,9 +365,11 @@ def load_export(root: Path | str, mapping: Mapping | Path | str | None = None,
             continue
         df, n_read, digest = read_table(path, name, tm, quarantine, notes)
         df = _check_columns(df, name, path, notes)
+        df = _quarantine_undecodable(df, name, quarantine)
         if name == "imaging":
             df["sequence"] = normalise_sequence(df["sequence"].replace("", pd.NA)).fillna("")
         df = coerce_and_validate(df, load_schema(name), quarantine, table=name, date_format=tm.date_format)
+        df = _quarantine_future_dates(df, name, quarantine, as_of)
         if name != "patients" and "patient_id" in df:
             known = set(out["patients"]["patient_id"])
             unknown = ~df["patient_id"].isin(known)
@@ -365,6 +390,43 @@ def load_export(root: Path | str, mapping: Mapping | Path | str | None = None,
         hashes[str(path.relative_to(root))] = digest
     return Export(root=root, tables=out, files=files, rows_read=counts, quarantine=quarantine, notes=notes,
                   file_hashes=hashes)
+
+
+def _quarantine_undecodable(df: pd.DataFrame, name: str, quarantine: Quarantine) -> pd.DataFrame:
+    """Quarantine values holding bytes that are not UTF-8 (kept as surrogates by the decoder)."""
+    keep = pd.Series(True, index=df.index)
+    for col in df.columns:
+        if col == "_row" or df[col].dtype != object:
+            continue
+        hit = df[col].map(lambda v: isinstance(v, str) and _UNDECODABLE.search(v) is not None).astype(bool)
+        hit &= keep
+        if hit.any():
+            shown = df.loc[hit].copy()
+            for c in shown.columns:  # the quarantine file is UTF-8: show each bad byte as U+FFFD
+                if shown[c].dtype == object:
+                    shown[c] = shown[c].map(lambda v: v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                                            if isinstance(v, str) else v)
+            quarantine.add_from(name, shown, pd.Series(True, index=shown.index),
+                                f"binary data (bytes not valid UTF-8) in column '{col}'", stage="load", column=col)
+            keep &= ~hit
+    if keep.all():
+        return df
+    # The surrogates would break writing the quarantine's values and Arrow: drop them from those rows.
+    return df.loc[keep].reset_index(drop=True)
+
+
+def _quarantine_future_dates(df: pd.DataFrame, name: str, quarantine: Quarantine, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Dates after the run date are typing errors (2099 for 2019), and would move events and endpoints."""
+    keep = pd.Series(True, index=df.index)
+    for f in load_schema(name).fields:
+        if f.type != "date":
+            continue
+        late = (df[f.name] > as_of).fillna(False).astype(bool) & keep
+        if late.any():
+            quarantine.add_from(name, df, late, f"date in the future in column '{f.name}' (after the run date)",
+                                stage="load", column=f.name)
+            keep &= ~late
+    return df if keep.all() else df.loc[keep].reset_index(drop=True)
 
 
 def _quarantined_patient_ids(quarantine: Quarantine) -> list[str]:

@@ -338,7 +338,6 @@ def garbage_text(payload: bytes) -> Injector:
 _DATE = "unparseable or implausible date in column '{}'"
 _ESCAPE = "path escapes the export directory"
 _PATIENT_GONE = "patient was quarantined in the patients table"
-_NEEDS_EXPORT = "needs change in pfs/io/export.py: "
 
 
 def _patient_rows(reason: str) -> tuple[Q | AllRowsOf, ...]:
@@ -348,15 +347,11 @@ def _patient_rows(reason: str) -> tuple[Q | AllRowsOf, ...]:
 CASES: tuple[FaultCase, ...] = (
     # --- truncated CSV line ---
     FaultCase("medications_last_line_cut", "truncated CSV line", truncated_last_line,
-              quarantine=(Q("medications", "new", "", "row has fewer fields than the header (medications.csv)"),),
-              xfail=_NEEDS_EXPORT + "pandas pads a short row with '' under keep_default_na=False, so the "
-                    "short-row check (isna) never fires and a cut order is used with blank unit/frequency/sig"),
+              quarantine=(Q("medications", "new", "", "fields, the header has 10 (medications.csv)"),)),
     FaultCase("medications_line_cut_and_joined", "truncated CSV line", cut_and_joined_line,
               quarantine=(Q("medications", "row", "", "fields, the header has 10"),), touched=(MED_PATIENT,)),
     FaultCase("reports_cut_inside_quoted_text", "truncated CSV line", truncated_quoted_text,
-              quarantine=(Q("reports", "new", "", "unreadable CSV record"),),
-              xfail=_NEEDS_EXPORT + "the csv fallback reads an unterminated quoted field at end of file as a "
-                    "complete record (csv.reader strict=False); a cut report is assessed as if whole"),
+              quarantine=(Q("reports", "new", "", "unreadable CSV record"),)),
     # --- wrong delimiter ---
     FaultCase("patients_semicolon", "wrong delimiter", delimiter("patients", ";"),
               notes=("patients.csv: delimiter ';' detected",)),
@@ -396,12 +391,9 @@ CASES: tuple[FaultCase, ...] = (
     # --- implausible dates ---
     FaultCase("order_date_in_2099", "dates in the future or before birth",
               append_med(order_date="2099-01-20", end_date=""),
-              quarantine=(Q("medications", "new", "order_date", "date in the future"),),
-              xfail=_NEEDS_EXPORT + "dates after the run date pass the loader (parse_dates accepts up to 2100) "
-                    "and move the patient's steroid events"),
+              quarantine=(Q("medications", "new", "order_date", "date in the future"),)),
     FaultCase("report_date_in_2099", "dates in the future or before birth", append_report(report_date="2099-03-01"),
-              quarantine=(Q("reports", "new", "report_date", "date in the future"),),
-              xfail=_NEEDS_EXPORT + "dates after the run date pass the loader"),
+              quarantine=(Q("reports", "new", "report_date", "date in the future"),)),
     FaultCase("report_date_1850", "dates in the future or before birth", append_report(report_date="1850-03-01"),
               quarantine=(Q("reports", "new", "report_date", _DATE.format("report_date")),)),
     FaultCase("diagnosis_date_year_0021", "dates in the future or before birth",
@@ -425,13 +417,9 @@ CASES: tuple[FaultCase, ...] = (
               touched=(REPORT_PATIENT,)),
     # --- binary garbage ---
     FaultCase("report_text_nul_bytes", "binary garbage in text", garbage_text(b"\x00\x00PK\x03\x04\x00"),
-              quarantine=(Q("reports", "new", "text", "binary data"),),
-              xfail=_NEEDS_EXPORT + "pandas' C parser silently cuts a field at a NUL byte, so the text is "
-                    "shortened without a trace"),
+              quarantine=(Q("reports", "new", "text", "binary data"),)),
     FaultCase("report_text_invalid_utf8", "binary garbage in text", garbage_text(b"\x89PNG\r\n\x1a\n\xff\xfe\xfa"),
-              quarantine=(Q("reports", "new", "text", "binary data"),),
-              xfail=_NEEDS_EXPORT + "one undecodable byte makes the whole file Latin-1, re-decoding every other "
-                    "patient's UTF-8 text (mojibake) instead of quarantining the one row"),
+              quarantine=(Q("reports", "new", "text", "binary data"),)),
     # --- NIfTI ---
     FaultCase("nifti_missing", "missing/corrupt/truncated/zero-byte NIfTI", nifti_fault("S0001-2", "missing"),
               quarantine=(Q("imaging", "row", "path", "file not found"),), touched=("P0001",)),

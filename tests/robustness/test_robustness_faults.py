@@ -126,7 +126,9 @@ def test_fault(case: FaultCase, clean, tmp_path: Path, monkeypatch: pytest.Monke
     if case.name in STRICT_CASES:
         strict = extract_cli(export, tmp_path / "strict", clean.config, monkeypatch, capsys, "--strict")
         assert strict.code == 5, strict.output
-        named = [f"{t} row {r}" + (f", column '{c}'" if c else "") for t, r, c, _, _ in expected]
+        # The message names the file (medications.csv) and, when the file is unknown, the table.
+        named = [f"{t}{ext} row {r}" + (f", column '{c}'" if c else "") for t, r, c, _, _ in expected
+                 for ext in (".csv", "")]
         assert any(n in strict.output for n in named), (named, strict.output)
         assert not (strict.out / "manifest.json").exists()
 

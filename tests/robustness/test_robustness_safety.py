@@ -81,8 +81,6 @@ def test_fhir_ndjson_gz_bomb_is_refused(tmp_path: Path, monkeypatch: pytest.Monk
         convert(src, tmp_path / "out", "fhir")
 
 
-@pytest.mark.xfail(strict=True, reason="needs change in pfs/io/export.py: read_table's gzip branch uses "
-                   "gzip.decompress without a limit; use pfs.io.limits.read_gzip_limited(path)")
 def test_native_csv_gz_bomb_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from pfs.io.export import load_export
 
@@ -185,8 +183,6 @@ def test_interrupted_write_leaves_no_partial_table_and_no_manifest(clean, tmp_pa
         assert (out / name).read_bytes() == (clean.out / name).read_bytes()
 
 
-@pytest.mark.xfail(strict=True, reason="needs change in pfs/pipeline.py: write_outputs keeps the manifest.json "
-                   "of an earlier run while it overwrites the tables, so an interrupted re-run looks finished")
 def test_interrupted_rerun_does_not_leave_the_old_manifest(clean, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from pfs.pipeline import run_extract
