@@ -21,6 +21,7 @@ from robustness_export import copy_export, digest
 from pfs.pipeline import run_extract
 from pfs.settings import load_config
 
+
 def _csvs(folder: Path) -> dict[str, str]:
     return {k: v for k, v in digest(folder).items() if k.endswith(".csv")}
 
