@@ -38,7 +38,7 @@ def eval_set(split: str, show_errors: bool) -> None:
     data = read_labelled_reports(EVAL_DIR)
     if split != "all":
         data = data.loc[data["split"] == split].reset_index(drop=True)
-    labels, _, _ = label_reports(data, pipeline, settings, n_workers=1)
+    labels, _, _ = label_reports(data, pipeline, settings)
     show(f"eval set ({split})", data["gold"], labels["label"])
     if show_errors:
         wrong = labels["label"] != data["gold"]

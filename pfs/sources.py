@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 SOURCE_TABLES = {"steroid": "medications", "nlp": "reports", "imaging": "imaging"}
 #: File-path columns whose files a source reads (their size and mtime are part of the cache key).
 SOURCE_FILES = {"imaging": {"imaging": ["path", "mask_path"]}}
-#: Config overrides inside a task: parallelism comes from the runner, never from a nested pool.
-TASK_OVERRIDES = {"nlp": {"n_workers": 1}, "imaging": {"workers": 1}}
 
 Progress = Callable[[str, int, int], None]
 
@@ -179,7 +177,7 @@ def run_source(source: str, export: Export, cfg: Config, *, runner: Runner | Non
     cache = cache or PatientCache(None)
     report = progress or (lambda label, done, total: None)
     pipe = cfg.section("pipeline")
-    task_cfg = cfg.with_overrides({k: v for k, v in TASK_OVERRIDES.items() if k in cfg.data})
+    task_cfg = cfg
     table = SOURCE_TABLES[source]
     pids = export.patient_ids
     keys = patient_keys({"patients": export.table("patients"), table: export.table(table)},
@@ -224,8 +222,10 @@ def run_source(source: str, export: Export, cfg: Config, *, runner: Runner | Non
                 failed[pid] = f"{type(err).__name__}: {err}"
                 keep([pid], _failed_result(export, source, pid, err))
     else:
-        batch_list = _batches(todo, export, table, target_rows=int(pipe["batch_rows"]),
-                              max_patients=int(pipe["batch_patients"]))
+        # At least four batches per worker, so that no worker idles while another finishes a big batch.
+        rows = int(export.table(table)["patient_id"].astype(str).isin(set(todo)).sum())
+        target = min(int(pipe["batch_rows"]), max(1, -(-rows // (4 * runner.workers))))
+        batch_list = _batches(todo, export, table, target_rows=target, max_patients=int(pipe["batch_patients"]))
         retry = []
         tasks = [(source, export.subset(batch), task_cfg) for batch in batch_list]
         for i, outcome in runner.map(_extract_batch, tasks):

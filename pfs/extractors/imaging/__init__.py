@@ -13,7 +13,6 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,11 +134,6 @@ def crashed_study(job: StudyJob, err: BaseException) -> StudyOutcome:
     return StudyOutcome(job, None, [], [_q(job, seq, reason) for seq in job.rows])
 
 
-def _run_chunk(jobs: list[StudyJob], cfg: dict[str, Any]) -> list[StudyOutcome]:
-    """Worker entry point of the in-extractor pool."""
-    return [process_study((job, cfg)) for job in jobs]
-
-
 def study_jobs(export) -> list[StudyJob]:
     """One job per study_id of the imaging table (rows already validated by the loader)."""
     table = export.table("imaging")
@@ -164,20 +158,11 @@ def _check_config(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"imaging.segmenter {cfg['segmenter']!r} is not known (known: {', '.join(SEGMENTERS)})")
     if cfg["save_masks"] and not cfg["masks_dir"]:
         raise ConfigError("imaging.save_masks is true but imaging.masks_dir is empty; give a folder")
-    if cfg["workers"] < 1:
-        raise ConfigError(f"imaging.workers must be at least 1, not {cfg['workers']}")
 
 
 def run_jobs(jobs: list[StudyJob], cfg: dict[str, Any]) -> list[StudyOutcome]:
-    """Process studies, in worker processes when asked (never for the MONAI network)."""
-    workers = 1 if cfg["segmenter"] == "monai" else min(cfg["workers"], max(1, len(jobs)))
-    if workers == 1:
-        return _run_chunk(jobs, cfg)
-    chunks = [jobs[i::workers] for i in range(workers)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(_run_chunk, chunks, [cfg] * workers))
-    by_id = {o.job.study_id: o for chunk in results for o in chunk}
-    return [by_id[j.study_id] for j in jobs]
+    """Process studies one after the other in this process (the pipeline spreads them over Dask)."""
+    return [process_study((job, cfg)) for job in jobs]
 
 
 def extract(export, config, run_studies: Callable[[list[StudyJob], dict[str, Any]], list[StudyOutcome]] | None = None,

@@ -10,10 +10,9 @@ Report text never goes to the log or the quarantine.
 
 from __future__ import annotations
 
+import json
 import logging
-import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -44,42 +43,28 @@ def build_pipeline(settings: dict[str, Any]) -> ReportPipeline:
                           sections=settings.get("sections_file") or None, batch_size=int(settings["batch_size"]))
 
 
-_WORKER: ReportPipeline | None = None
+_PIPELINES: dict[str, ReportPipeline] = {}
 
 
-def _init_worker(pipeline: ReportPipeline | dict[str, Any]) -> None:
-    # With fork the parent's pipeline arrives as is (no rebuild); with spawn a settings dict arrives.
-    global _WORKER
-    _WORKER = pipeline if not isinstance(pipeline, dict) else build_pipeline(pipeline)
+def pipeline_for(settings: dict[str, Any]) -> ReportPipeline:
+    """The pipeline for these settings, built once per process (building spaCy + rules takes seconds).
+
+    Parallelism is the runner's (one Dask worker process per core, each with its own pipeline).
+    """
+    key = json.dumps({k: settings.get(k) for k in ("targets_file", "context_file", "sections_file", "batch_size")},
+                     sort_keys=True)
+    if key not in _PIPELINES:
+        _PIPELINES.clear()
+        _PIPELINES[key] = build_pipeline(settings)
+    return _PIPELINES[key]
 
 
-def _work(texts: list[str]) -> list[ReportFacts]:
-    if _WORKER is None:  # _init_worker runs first in every pool process
-        raise RuntimeError("nlp worker process started without a pipeline")
-    return list(_WORKER.analyse_many(texts))
-
-
-def analyse_texts(texts: Sequence[str], pipeline: ReportPipeline, n_workers: int = 1,
-                  settings: dict[str, Any] | None = None) -> list[ReportFacts]:
-    """NLP facts for each text, in order; ``n_workers`` > 1 uses a process pool returning plain facts."""
-    if n_workers <= 1 or len(texts) < 2 * n_workers:
-        return list(pipeline.analyse_many(texts))
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    init_arg: ReportPipeline | dict[str, Any] = pipeline if ctx.get_start_method() == "fork" else dict(settings or {})
-    size = max(16, min(256, len(texts) // (4 * n_workers) or 1))
-    chunks = [list(texts[i:i + size]) for i in range(0, len(texts), size)]
-    with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(init_arg,)) as pool:
-        out: list[ReportFacts] = []
-        for part in pool.map(_work, chunks):
-            out.extend(part)
-    return out
+def analyse_texts(texts: Sequence[str], pipeline: ReportPipeline) -> list[ReportFacts]:
+    """NLP facts for each text, in order."""
+    return list(pipeline.analyse_many(texts))
 
 
 def _check_settings(settings: dict[str, Any]) -> None:
-    if int(settings["n_workers"]) < 1:
-        raise ConfigError(f"nlp.n_workers must be at least 1, not {settings['n_workers']}")
     if int(settings["max_report_chars"]) < 1000:
         raise ConfigError(f"nlp.max_report_chars must be at least 1000, not {settings['max_report_chars']}")
     valid = {str(x) for x in ReportLabel}
@@ -89,8 +74,8 @@ def _check_settings(settings: dict[str, Any]) -> None:
                           f"(known: {', '.join(sorted(valid))})")
 
 
-def label_reports(reports: pd.DataFrame, pipeline: ReportPipeline, settings: dict[str, Any],
-                  n_workers: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+def label_reports(reports: pd.DataFrame, pipeline: ReportPipeline,
+                  settings: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
     """Label every report; returns (report_labels with a ``certainty`` column, quarantine rows, counts).
 
     ``reports`` has the columns of the reports table (``_row`` optional).
@@ -130,10 +115,7 @@ def label_reports(reports: pd.DataFrame, pipeline: ReportPipeline, settings: dic
         labels[i] = {**base, "markup_cleaned": bool(fixes)}
         texts.append(cleaned)
         todo.append(i)
-    workers = int(settings["n_workers"]) if n_workers is None else n_workers
-    if len(texts) < int(settings["min_reports_for_pool"]):
-        workers = 1
-    facts = analyse_texts(texts, pipeline, workers, settings)
+    facts = analyse_texts(texts, pipeline)
     for i, text, fact in zip(todo, texts, facts, strict=True):
         d = decide(text, fact, assessed)
         sentence = text[d.evidence_start:d.evidence_end] if d.evidence_start >= 0 else ""
@@ -158,7 +140,7 @@ def extract(export: Export, config: Config) -> ExtractorResult:
     _check_settings(settings)
     reports = export.table("reports")
     patients = export.table("patients")
-    pipeline = build_pipeline(settings)
+    pipeline = pipeline_for(settings)
     labels, quarantine, counts = label_reports(reports, pipeline, settings)
     before_dx = labels["report_date"].lt(labels["patient_id"].map(patients.set_index("patient_id")["diagnosis_date"]))
     counts["reports_before_diagnosis"] = int(before_dx.fillna(False).sum())

@@ -78,10 +78,14 @@ def test_volumes_events_and_quarantine(export_dir, tmp_path):
     assert (masks / "P1" / "P1-S3_qc.png").stat().st_size > 1000
 
 
-def test_two_workers_give_the_same_volumes(export_dir):
+def test_studies_run_by_another_runner_give_the_same_volumes(export_dir):
+    """The pipeline hands studies to Dask through ``run_studies``; order and results must not change."""
+    from pfs.extractors.imaging import process_study
+
     one = extract(load_export(export_dir), load_config())
-    two = extract(load_export(export_dir), load_config({"imaging": {"workers": 2}}))
-    pd.testing.assert_frame_equal(one.tables["volumes"], two.tables["volumes"])
+    reverse = extract(load_export(export_dir), load_config(),
+                      run_studies=lambda jobs, cfg: [process_study((j, cfg)) for j in jobs[::-1]][::-1])
+    pd.testing.assert_frame_equal(one.tables["volumes"], reverse.tables["volumes"])
 
 
 def test_precomputed_masks_used_as_given_and_wrong_shape_quarantined(tmp_path, phantom_factory):

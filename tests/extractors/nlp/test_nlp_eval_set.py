@@ -19,7 +19,7 @@ EVAL_DIR = Path(__file__).resolve().parents[2] / "data" / "radiology_eval"
 @pytest.fixture(scope="module")
 def labelled(report_pipeline: ReportPipeline) -> pd.DataFrame:
     data = read_labelled_reports(EVAL_DIR)
-    labels, quarantine, _ = label_reports(data, report_pipeline, load_config().section("nlp"), n_workers=1)
+    labels, quarantine, _ = label_reports(data, report_pipeline, load_config().section("nlp"))
     assert quarantine.empty
     return data.assign(pred=labels["label"].to_numpy())
 

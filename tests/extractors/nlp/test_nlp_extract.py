@@ -103,16 +103,6 @@ def test_no_reports_table_gives_empty_outputs(tmp_path: Path, use_session_pipeli
     assert result.counts["reports"] == 0
 
 
-def test_process_pool_gives_the_same_labels(report_pipeline: ReportPipeline) -> None:
-    frame = pd.concat([REPORTS.iloc[:6]] * 3, ignore_index=True)
-    frame["report_id"] = [f"R{i}" for i in range(len(frame))]
-    frame["report_date"] = pd.to_datetime(frame["report_date"])
-    settings = dict(load_config().section("nlp"), min_reports_for_pool=0)
-    single, _, _ = nlp.label_reports(frame, report_pipeline, settings, n_workers=1)
-    pooled, _, _ = nlp.label_reports(frame, report_pipeline, settings, n_workers=2)
-    pd.testing.assert_frame_equal(single, pooled)
-
-
 def test_pfs_extract_writes_report_labels_and_accounts_for_every_row(tmp_path: Path,
                                                                       use_session_pipeline: None) -> None:
     from pfs.pipeline import run_extract

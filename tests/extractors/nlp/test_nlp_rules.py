@@ -50,12 +50,11 @@ def test_missing_rule_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_nlp_config_defaults_pass_and_bad_values_fail() -> None:
     settings = load_config().section("nlp")
     _check_settings(settings)
-    assert settings["n_workers"] == 2
     bad = load_config({"nlp": {"events": {"contradicting_labels": ["pseudo"]}}}).section("nlp")
     with pytest.raises(ConfigError, match="pseudo"):
         _check_settings(bad)
-    with pytest.raises(ConfigError, match="n_workers"):
-        _check_settings(load_config({"nlp": {"n_workers": 0}}).section("nlp"))
+    with pytest.raises(ConfigError, match="max_report_chars"):
+        _check_settings(load_config({"nlp": {"max_report_chars": 10}}).section("nlp"))
 
 
 @pytest.mark.parametrize("kind", ["targets", "context"])
