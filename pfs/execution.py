@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from pfs.exceptions import ConfigError
@@ -28,11 +28,15 @@ WORKER_ENV = {
 
 
 class Runner(Protocol):
-    """Runs ``fn`` on each item; yields ``(index, result or exception)`` in completion order."""
+    """Runs ``fn`` on each item; yields ``(index, result or exception)`` in completion order.
+
+    ``items`` may be a generator: it is consumed only a few items ahead of the workers, so a task's
+    input (a batch of patients' rows) exists only while the task is queued or running.
+    """
 
     workers: int
 
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any]]: ...
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[int, Any]]: ...
 
     def close(self) -> None: ...
 
@@ -42,7 +46,7 @@ class InProcessRunner:
 
     workers = 1
 
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[int, Any]]:
         for i, item in enumerate(items):
             try:
                 yield i, fn(item)
@@ -77,21 +81,33 @@ class DaskRunner:
                                              dashboard_address=None, silence_logs=logging.ERROR)
             self.client = Client(self._cluster)
             self.workers = workers
+        # Tasks queued ahead of the workers: enough to keep them busy, few enough to bound memory.
+        self.window = 3 * self.workers + 2
 
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[int, Any]]:
         from dask.distributed import as_completed
 
-        if not items:
-            return
-        futures = self.client.map(fn, list(items), pure=False)
-        index = {f.key: i for i, f in enumerate(futures)}
-        for future in as_completed(futures):
-            i = index[future.key]
+        pending = enumerate(items)
+        index: dict[str, int] = {}
+        queue = as_completed()
+
+        def submit_next() -> None:
+            nxt = next(pending, None)
+            if nxt is not None:
+                future = self.client.submit(fn, nxt[1], pure=False)
+                index[future.key] = nxt[0]
+                queue.add(future)
+
+        for _ in range(self.window):
+            submit_next()
+        for future in queue:
+            i = index.pop(future.key)
             try:
                 yield i, future.result()
             except Exception as err:  # includes KilledWorker: a crashed worker process
                 yield i, err
             future.release()
+            submit_next()
 
     def close(self) -> None:
         self.client.close()

@@ -204,9 +204,9 @@ def run_source(source: str, export: Export, cfg: Config, *, runner: Runner | Non
         n_studies = int(export.subset(todo).table(table)["study_id"].nunique()) if todo else 0
         run_batch = _imaging_batch_runner(runner, task_cfg, lambda n: report("MRI studies", n, n_studies))
         retry = []
-        for batch in batch_list:
+        for batch, sub in zip(batch_list, export.partition(batch_list), strict=True):
             try:
-                keep(batch, run_batch(export.subset(batch)))
+                keep(batch, run_batch(sub))
             except PfsError:
                 raise
             except Exception as err:  # a crash in assembly: isolate the patient below
@@ -227,7 +227,7 @@ def run_source(source: str, export: Export, cfg: Config, *, runner: Runner | Non
         target = min(int(pipe["batch_rows"]), max(1, -(-rows // (4 * runner.workers))))
         batch_list = _batches(todo, export, table, target_rows=target, max_patients=int(pipe["batch_patients"]))
         retry = []
-        tasks = [(source, export.subset(batch), task_cfg) for batch in batch_list]
+        tasks = ((source, sub, task_cfg) for sub in export.partition(batch_list))
         for i, outcome in runner.map(_extract_batch, tasks):
             if isinstance(outcome, PfsError):
                 raise outcome
@@ -237,7 +237,7 @@ def run_source(source: str, export: Export, cfg: Config, *, runner: Runner | Non
                 retry.extend(batch_list[i])
                 continue
             keep(batch_list[i], outcome)
-        single = [(source, export.subset([pid]), task_cfg) for pid in retry]
+        single = ((source, sub, task_cfg) for sub in export.partition([[pid] for pid in retry]))
         for i, outcome in runner.map(_extract_batch, single):
             pid = retry[i]
             if isinstance(outcome, PfsError):

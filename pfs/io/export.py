@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -62,6 +63,21 @@ class Export:
     @property
     def patient_ids(self) -> list[str]:
         return sorted(self.table("patients")["patient_id"].astype(str).tolist())
+
+    def partition(self, groups: list[list[str]]) -> Iterator[Export]:
+        """One sub-export per group of patients, made lazily after a single pass over each table."""
+        where = {pid: i for i, group in enumerate(groups) for pid in group}
+        cuts = {}
+        for name, frame in self.tables.items():
+            code = frame["patient_id"].astype(str).map(where).fillna(-1).to_numpy(dtype="int64")
+            order = np.argsort(code, kind="stable")
+            bounds = np.searchsorted(code[order], np.arange(len(groups) + 1), side="left")
+            cuts[name] = (frame, order, bounds)
+        for i in range(len(groups)):
+            tables = {name: frame.iloc[order[bounds[i]:bounds[i + 1]]].reset_index(drop=True)
+                      for name, (frame, order, bounds) in cuts.items()}
+            yield Export(root=self.root, tables=tables, files=dict(self.files), rows_read={},
+                         quarantine=Quarantine(), notes=[], file_hashes={})
 
     def subset(self, patient_ids: list[str]) -> Export:
         """The same export restricted to some patients (a unit of parallel work); no quarantine rows."""

@@ -189,3 +189,16 @@ def test_quoted_newlines_and_the_slow_reader_give_the_same_rows(tmp_path: Path) 
     a, b = clean.table("reports"), broken.table("reports")
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_dtype=False)
     assert broken.quarantine.frame()["row"].tolist() == [len(a) + 1]
+
+
+def test_partition_gives_each_group_of_patients_exactly_its_rows(small_export: Path) -> None:
+    export = load_export(small_export)
+    groups = [["P2"], ["P1", "P3"], ["P9-not-a-patient"]]
+    parts = list(export.partition(groups))
+    assert len(parts) == 3
+    for group, part in zip(groups, parts, strict=True):
+        for name in ("patients", "medications", "reports"):
+            expected = export.subset(group).table(name)
+            pd.testing.assert_frame_equal(part.table(name), expected)
+            assert set(part.table(name)["patient_id"]) <= set(group)
+    assert sum(len(p.table("medications")) for p in parts) == len(export.table("medications"))
