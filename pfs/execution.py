@@ -8,6 +8,7 @@ in patient order, so what comes out does not depend on the runner or the number 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -123,11 +124,34 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+class LazyRunner:
+    """A Dask runner started on the first task: a rerun served entirely from the cache starts no cluster."""
+
+    def __init__(self, workers: int, scheduler: str | None) -> None:
+        self.workers = workers
+        self._scheduler = scheduler
+        self._runner: DaskRunner | None = None
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[int, Any]]:
+        items = iter(items)
+        first = next(items, None)
+        if first is None:
+            return iter(())
+        if self._runner is None:
+            self._runner = DaskRunner(self.workers, self._scheduler)
+            self.workers = self._runner.workers
+        return self._runner.map(fn, itertools.chain([first], items))
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+
+
 def make_runner(workers: int = 1, scheduler: str | None = None) -> Runner:
     """A runner for ``workers`` local processes (1 = in this process) or an existing scheduler."""
     if workers < 0:
         raise ConfigError(f"--workers must be 0 (all cores) or more, not {workers}")
     if scheduler:
-        return DaskRunner(scheduler=scheduler)
+        return LazyRunner(workers or 1, scheduler)
     workers = workers or default_workers()
-    return InProcessRunner() if workers == 1 else DaskRunner(workers=workers)
+    return InProcessRunner() if workers == 1 else LazyRunner(workers, None)

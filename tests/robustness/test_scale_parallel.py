@@ -120,3 +120,14 @@ def test_a_patient_the_extractor_crashes_on_is_quarantined_and_the_others_go_on(
     clean_ev = clean.result.events
     expected = clean_ev.loc[(clean_ev["source"] == "steroid") & (clean_ev["patient_id"] != victim)]
     pd.testing.assert_frame_equal(others.reset_index(drop=True), expected.reset_index(drop=True))
+
+
+def test_an_existing_scheduler_is_used_and_progress_counts_every_patient_and_study(clean, tmp_path: Path) -> None:
+    from dask.distributed import LocalCluster
+
+    seen: dict[str, tuple[int, int]] = {}
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        run_extract(clean.export, tmp_path / "out", config=clean.config, scheduler=cluster.scheduler_address,
+                    on_progress=lambda label, done, total: seen.__setitem__(label, (done, total)))
+    assert digest(tmp_path / "out") == digest(clean.out)
+    assert seen == {"steroid": (8, 8), "nlp": (8, 8), "imaging": (8, 8), "MRI studies": (9, 9)}
