@@ -137,6 +137,8 @@ def crashed_study(job: StudyJob, err: BaseException) -> StudyOutcome:
 def study_jobs(export) -> list[StudyJob]:
     """One job per study_id of the imaging table (rows already validated by the loader)."""
     table = export.table("imaging")
+    # Absolute paths: a study may run on a worker whose working directory (or machine) differs.
+    root = Path(export.root).absolute()
     jobs = []
     for sid, g in table.groupby("study_id", sort=True):
         first = g.iloc[0]
@@ -145,9 +147,9 @@ def study_jobs(export) -> list[StudyJob]:
         recs = g.to_dict("records")
         jobs.append(StudyJob(
             patient_id=str(first["patient_id"]), study_id=str(sid), study_date=first["study_date"],
-            paths={str(r["sequence"]): export.root / str(r["path"]) for r in recs},
+            paths={str(r["sequence"]): root / str(r["path"]) for r in recs},
             rows={str(r["sequence"]): int(r["_row"]) for r in recs},
-            mask_path=export.root / str(mask) if isinstance(mask, str) and mask else None,
+            mask_path=root / str(mask) if isinstance(mask, str) and mask else None,
             raw_paths={str(r["sequence"]): str(r["path"]) for r in recs},
         ))
     return jobs
