@@ -31,6 +31,10 @@ REQUIRED_TABLES = ("patients",)
 _DELIMITERS = (",", ";", "\t", "|")
 #: A valid multi-byte UTF-8 sequence: a file that has them is UTF-8 even if a few bytes are not.
 _UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+#: Control characters that no clinical text holds (tab, newlines, vertical tab and form feed are allowed):
+#: their presence means binary data (a pasted file, a corrupt record).
+_CONTROL = "[\x00-\x08\x0e-\x1f\x7f]"
+_CONTROL_BYTES = re.compile(_CONTROL.encode())
 #: Characters that cannot come from an undecodable byte kept by errors="surrogateescape".
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 #: A single CSV field larger than this is a corrupt file, not a report (Python's csv default is 128 kB).
@@ -189,7 +193,7 @@ def _read_csv_text(text: str, path: Path, delim: str, table: str, quarantine: Qu
 
     ``data`` is the same content as UTF-8 bytes, for the pyarrow fast path.
     """
-    header_line = text.split("\n", 1)[0].rstrip("\r")
+    header_line = _first_line(text).rstrip("\r")
     header = next(csv.reader([header_line], delimiter=delim), [])
     if len(set(header)) == len(header):
         # An odd number of quotes means the file ends inside a quoted field, which pyarrow accepts.
@@ -272,14 +276,24 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def _first_line(text: str) -> str:
+    end = text.find("\n")
+    return text if end < 0 else text[:end]
+
+
 def read_table(path: Path, name: str, tm: TableMapping, quarantine: Quarantine,
                notes: list[str]) -> tuple[pd.DataFrame, int, str]:
-    """Read one table file into strings with ``_row``; returns (frame, rows read, sha256)."""
+    """Read one table file into strings with ``_row``; returns (frame, rows read, sha256).
+
+    ``frame.attrs["binary"]`` says whether the file holds bytes no text should (control characters or
+    bytes that are not UTF-8); only then are the values searched for them.
+    """
     try:
         raw = path.read_bytes()
     except OSError as err:
         raise ExportError(f"{path}: cannot read file: {err.strerror}") from err
     digest = hashlib.sha256(raw).hexdigest()
+    binary = True  # parquet: checked value by value
     if path.suffix == ".parquet":
         df = _read_parquet(path)
         n_read = len(df)
@@ -288,10 +302,11 @@ def read_table(path: Path, name: str, tm: TableMapping, quarantine: Quarantine,
             raw = read_gzip_limited(path)
         n_notes = len(notes)
         text = _decode(raw, path, tm, notes)
+        binary = _CONTROL_BYTES.search(raw) is not None or _UNDECODABLE.search(text) is not None
         if not text.strip():
             raise ExportError(f"{path}: the file is empty (no header row)")
         utf8 = raw.removeprefix(b"\xef\xbb\xbf") if len(notes) == n_notes and not tm.encoding else None
-        delim = _sniff_delimiter(text.split("\n", 1)[0], path, tm, notes)
+        delim = _sniff_delimiter(_first_line(text), path, tm, notes)
         before = len(quarantine)
         if utf8 is None and _UNDECODABLE.search(text) is None:
             utf8 = text.encode("utf-8")
@@ -301,6 +316,7 @@ def read_table(path: Path, name: str, tm: TableMapping, quarantine: Quarantine,
     df.columns = [c if c == "_row" else str(c).strip().lstrip("\ufeff") for c in df.columns]
     if tm.columns:
         df = df.rename(columns=tm.columns)
+    df.attrs["binary"] = binary
     return df, n_read, digest
 
 
@@ -380,8 +396,10 @@ def load_export(root: Path | str, mapping: Mapping | Path | str | None = None,
             notes.append(f"table '{name}' not present")
             continue
         df, n_read, digest = read_table(path, name, tm, quarantine, notes)
+        binary = bool(df.attrs.get("binary", True))
         df = _check_columns(df, name, path, notes)
-        df = _quarantine_undecodable(df, name, quarantine)
+        if binary:
+            df = _quarantine_binary(df, name, quarantine)
         if name == "imaging":
             df["sequence"] = normalise_sequence(df["sequence"].replace("", pd.NA)).fillna("")
         df = coerce_and_validate(df, load_schema(name), quarantine, table=name, date_format=tm.date_format)
@@ -408,27 +426,34 @@ def load_export(root: Path | str, mapping: Mapping | Path | str | None = None,
                   file_hashes=hashes)
 
 
-def _quarantine_undecodable(df: pd.DataFrame, name: str, quarantine: Quarantine) -> pd.DataFrame:
-    """Quarantine values holding bytes that are not UTF-8 (kept as surrogates by the decoder)."""
+def _printable(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _quarantine_binary(df: pd.DataFrame, name: str, quarantine: Quarantine) -> pd.DataFrame:
+    """Quarantine values holding control characters or bytes that are not UTF-8 (kept as surrogates)."""
     keep = pd.Series(True, index=df.index)
+    pattern = re.compile(f"{_CONTROL}|{_UNDECODABLE.pattern}")
     for col in df.columns:
-        if col == "_row" or df[col].dtype != object:
+        if col == "_row":
             continue
-        hit = df[col].map(lambda v: isinstance(v, str) and _UNDECODABLE.search(v) is not None).astype(bool)
-        hit &= keep
-        if hit.any():
-            shown = df.loc[hit].copy()
-            for c in shown.columns:  # the quarantine file is UTF-8: show each bad byte as U+FFFD
-                if shown[c].dtype == object:
-                    shown[c] = shown[c].map(lambda v: v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-                                            if isinstance(v, str) else v)
-            quarantine.add_from(name, shown, pd.Series(True, index=shown.index),
-                                f"binary data (bytes not valid UTF-8) in column '{col}'", stage="load", column=col)
-            keep &= ~hit
-    if keep.all():
-        return df
-    # The surrogates would break writing the quarantine's values and Arrow: drop them from those rows.
-    return df.loc[keep].reset_index(drop=True)
+        values = df[col].astype(object)
+        undecodable = values.map(lambda v: isinstance(v, str) and _UNDECODABLE.search(v) is not None).astype(bool)
+        hit = values.map(lambda v: isinstance(v, str) and pattern.search(v) is not None).astype(bool) & keep
+        if not hit.any():
+            continue
+        shown = df.loc[hit].copy()
+        for c in shown.columns:  # the quarantine file is UTF-8: show each bad byte as U+FFFD
+            if c != "_row":
+                shown[c] = shown[c].astype(object).map(_printable)
+        kind = pd.Series("control characters", index=shown.index).mask(undecodable[hit], "bytes not valid UTF-8")
+        quarantine.add_from(name, shown, pd.Series(True, index=shown.index),
+                            "binary data (" + kind + f") in column '{col}'", stage="load", column=col)
+        keep &= ~hit
+    # The bad values would break Arrow and the UTF-8 outputs: those rows go, with their reason.
+    return df if keep.all() else df.loc[keep].reset_index(drop=True)
 
 
 def _quarantine_future_dates(df: pd.DataFrame, name: str, quarantine: Quarantine, as_of: pd.Timestamp) -> pd.DataFrame:

@@ -111,9 +111,6 @@ def load_schema(name: str) -> TableSchema:
     return parse_schema(json.loads(text), origin=f"schemas/{name}.json")
 
 
-#: Control characters that no clinical text holds (tab, newlines, vertical tab and form feed are allowed):
-#: their presence means binary data (a pasted file, a corrupt record).
-_CONTROL = "[\\x00-\\x08\\x0e-\\x1f\\x7f]"
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}(?:[T ][0-9:.+\-Z]*)?$"
 
 
@@ -251,10 +248,6 @@ def coerce_and_validate(
         else:
             values = pd.Series(text.to_pandas(), index=df.index, dtype=object)
             df[f.name] = values.where(~blank, np.nan)
-            binary = _to_pandas_bool(pc.fill_null(pc.match_substring_regex(text, _CONTROL), False), df.index)
-            quarantine.add_from(table, df, binary & ~bad,
-                                f"binary data (control characters) in column '{f.name}'", stage="load", column=f.name)
-            bad |= binary
         if f.enum is not None:
             allowed = set(f.enum)
             out = ~blank & ~df[f.name].isin(allowed)
