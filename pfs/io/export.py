@@ -34,7 +34,8 @@ _UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}
 #: Control characters that no clinical text holds (tab, newlines, vertical tab and form feed are allowed):
 #: their presence means binary data (a pasted file, a corrupt record).
 _CONTROL = "[\x00-\x08\x0e-\x1f\x7f]"
-_CONTROL_BYTES = re.compile(_CONTROL.encode())
+#: Bytes any text file may hold; deleting them leaves only control bytes (a fast test of a whole file).
+_TEXT_BYTES = bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)) + b"\t\n\r\x0b\x0c"
 #: Characters that cannot come from an undecodable byte kept by errors="surrogateescape".
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 #: A single CSV field larger than this is a corrupt file, not a report (Python's csv default is 128 kB).
@@ -128,24 +129,25 @@ def find_table_file(root: Path, name: str, tm: TableMapping) -> Path | None:
     return found[0] if found else None
 
 
-def _decode(raw: bytes, path: Path, tm: TableMapping, notes: list[str]) -> str:
+def _decode(raw: bytes, path: Path, tm: TableMapping, notes: list[str]) -> tuple[str, bool]:
+    """The text, and whether some bytes could not be decoded (kept as surrogates to be quarantined)."""
     if tm.encoding:
         try:
-            return raw.decode(tm.encoding)
+            return raw.decode(tm.encoding), False
         except (UnicodeDecodeError, LookupError) as err:
             raise ExportError(f"{path}: cannot decode as {tm.encoding}: {err}") from err
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig"), False
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         if _UTF8_MULTIBYTE.search(raw):
             # A UTF-8 file with a few foreign bytes (binary garbage pasted into a field): keep the
             # file UTF-8 and quarantine the values holding those bytes (see _quarantine_undecodable).
             notes.append(f"{path.name}: bytes that are not UTF-8 (first on line {line}); those values quarantined")
-            return raw.decode("utf-8-sig", errors="surrogateescape")
+            return raw.decode("utf-8-sig", errors="surrogateescape"), True
         # Excel on Windows writes cp1252/Latin-1; decoding as Latin-1 never fails, so say we did it.
         notes.append(f"{path.name}: not valid UTF-8 (first bad byte on line {line}); read as Latin-1")
-        return raw.decode("latin-1")
+        return raw.decode("latin-1"), False
 
 
 def _sniff_delimiter(header: str, path: Path, tm: TableMapping, notes: list[str]) -> str:
@@ -301,14 +303,14 @@ def read_table(path: Path, name: str, tm: TableMapping, quarantine: Quarantine,
         if path.suffix == ".gz":
             raw = read_gzip_limited(path)
         n_notes = len(notes)
-        text = _decode(raw, path, tm, notes)
-        binary = _CONTROL_BYTES.search(raw) is not None or _UNDECODABLE.search(text) is not None
-        if not text.strip():
+        text, lossy = _decode(raw, path, tm, notes)
+        binary = lossy or len(raw.translate(None, _TEXT_BYTES)) > 0
+        if not text or text.isspace():
             raise ExportError(f"{path}: the file is empty (no header row)")
         utf8 = raw.removeprefix(b"\xef\xbb\xbf") if len(notes) == n_notes and not tm.encoding else None
         delim = _sniff_delimiter(_first_line(text), path, tm, notes)
         before = len(quarantine)
-        if utf8 is None and _UNDECODABLE.search(text) is None:
+        if utf8 is None and not lossy:
             utf8 = text.encode("utf-8")
         df = _read_csv_text(text, path, delim, name, quarantine, data=utf8)
         # Rows read = clean records + records already quarantined as malformed.
