@@ -135,15 +135,14 @@ def run_extract(
     runner: Runner | None = None
     try:
         for source in sources:
-            module = load_extractor(source)
-            if module is None:
-                source_status[source] = {"status": "not built in this version", "events": 0}
-                log.warning("source %s is not built in this version of pfs; skipped", source)
-                continue
             needs = SOURCE_TABLES[source]
             if not export.has(needs):
                 # A source with no input at all would otherwise report "0 % progression", which is not a finding.
                 source_status[source] = {"status": f"skipped: no {needs} table in the export", "events": 0}
+                continue
+            if load_extractor(source) is None:
+                source_status[source] = {"status": "not built in this version", "events": 0}
+                log.warning("source %s is not built in this version of pfs; skipped", source)
                 continue
             if runner is None:
                 runner = make_runner(pipe["workers"] if workers is None else workers, scheduler or pipe["scheduler"]

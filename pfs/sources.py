@@ -134,12 +134,15 @@ def _schema_or_none(name: str) -> str | None:
 # --- work units -------------------------------------------------------------------------------
 
 
-def _extract_batch(task: tuple[str, Export, Config]) -> ExtractorResult:
-    """Task body (runs on a worker): one source on a sub-export of a few patients."""
+def _extract_batch(task: tuple[str, Export, Config]) -> dict[str, PatientPiece]:
+    """Task body (runs on a worker): one source on a sub-export of a few patients, cut per patient.
+
+    Cutting on the worker keeps the main process free to receive, cache and assemble.
+    """
     source, export, cfg = task
     module = load_extractor(source)
     assert module is not None
-    return module.extract(export, cfg)
+    return _split(module.extract(export, cfg), export.patient_ids)
 
 
 def _failure_rows(export: Export, source: str, pid: str, err: BaseException) -> pd.DataFrame:
@@ -193,8 +196,9 @@ def run_source(source: str, export: Export, cfg: Config, *, runner: Runner | Non
     label = f"{source}"
     report(label, reused, len(pids))
 
-    def keep(batch_pids: list[str], result: ExtractorResult) -> None:
-        for pid, piece in _split(result, batch_pids).items():
+    def keep(batch_pids: list[str], result: ExtractorResult | dict[str, PatientPiece]) -> None:
+        split = result if isinstance(result, dict) else _split(result, batch_pids)
+        for pid, piece in split.items():
             pieces[pid] = piece
             cache.put(keys[pid], piece)
         report(label, len(pieces), len(pids))
