@@ -20,6 +20,11 @@ export (the first patient's first study for imaging, the first patient for nlp).
 per unit, ``(wall(all) - wall(one)) / (units(all) - units(one))``, excludes start-up, loading and
 writing; its inverse is the steady throughput, and the ratio of those is the scaling estimate
 without start-up. Both ratios are printed; the target applies to throughput, i.e. the marginal one.
+
+``--cluster`` compares like with like: each worker count gets its own LocalCluster of single-threaded
+processes (started outside the timed command and warmed up by the one-unit run), used through
+``pfs extract --scheduler``. Without it, ``--workers 1`` is the in-process path, where SimpleITK
+may use both cores by itself, so the ratio understates how the work scales with workers.
 """
 
 from __future__ import annotations
@@ -96,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cohort-dir", type=Path, default=Path(tempfile.gettempdir()) / "pfs-bench-cohorts")
     ap.add_argument("--no-one-unit", action="store_true", help="skip the one-unit runs (no start-up estimate)")
+    ap.add_argument("--cluster", action="store_true",
+                    help="run every worker count on its own warmed-up LocalCluster (pfs extract --scheduler), "
+                         "so 1 and 2 workers use the same engine and single-threaded workers")
     args = ap.parse_args(argv)
     src = args.source
     unit = "studies" if src == "imaging" else "reports"
@@ -119,13 +127,34 @@ def main(argv: list[str] | None = None) -> int:
         n_one = units(one, src) if one is not None else 0
         results: dict[int, dict] = {}
         for w in args.workers:
-            cmd = [*pfs_command(), "extract", "--sources", src, "--workers", str(w), "--no-cache"]
-            r = measure([*cmd[:2], str(export), *cmd[2:], "--out", str(work / f"out-w{w}")], work / f"w{w}.log")
+            cluster = None
+            if args.cluster:
+                # The same engine for every worker count: a LocalCluster of w single-threaded processes,
+                # started (and warmed up on the one-unit export) before the timed run.
+                import dask
+                from dask.distributed import LocalCluster
+
+                from pfs.execution import WORKER_ENV
+
+                with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENV}):
+                    cluster = LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
+                                           dashboard_address=None)
+                cmd = [*pfs_command(), "extract", "--sources", src, "--scheduler", cluster.scheduler_address,
+                       "--no-cache"]
+            else:
+                cmd = [*pfs_command(), "extract", "--sources", src, "--workers", str(w), "--no-cache"]
+            try:
+                if one is not None:
+                    r1 = measure([*cmd[:2], str(one), *cmd[2:], "--out", str(work / f"one-w{w}")],
+                                 work / f"one-w{w}.log")
+                r = measure([*cmd[:2], str(export), *cmd[2:], "--out", str(work / f"out-w{w}")], work / f"w{w}.log")
+            finally:
+                if cluster is not None:
+                    cluster.close()
             if r["rc"] != 0:
                 print((work / f"w{w}.log").read_text(errors="replace")[-3000:])
                 return 1
             if one is not None:
-                r1 = measure([*cmd[:2], str(one), *cmd[2:], "--out", str(work / f"one-w{w}")], work / f"one-w{w}.log")
                 r["one_wall_s"] = r1["wall_s"]
                 r["one_cpu_s"] = r1["cpu_s"]
                 r["marginal_s"] = (r["wall_s"] - r1["wall_s"]) / max(1, n_units - n_one)

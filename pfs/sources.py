@@ -60,35 +60,40 @@ class SourceRun:
 
 
 def _split(result: ExtractorResult, pids: list[str]) -> dict[str, PatientPiece]:
-    """Cut a batch result into per-patient pieces, each with its own counts."""
+    """Cut a batch result into per-patient pieces, each with its own counts.
+
+    One grouping pass per table (row positions per patient), then a ``take`` per patient; patients
+    without rows share one empty frame. This runs for every patient of every source, so it is kept cheap.
+    """
     if result.patient_counts is None and len(pids) > 1:
         raise TypeError("an extractor run on several patients must return patient_counts")
 
-    def by_patient(frame: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
-        if frame is None or frame.empty:
-            return {}
-        return {str(k): g.reset_index(drop=True) for k, g in frame.groupby(frame["patient_id"].astype(str), sort=False)}
+    def by_patient(frame: pd.DataFrame | None) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+        if frame is None:
+            return {}, pd.DataFrame(columns=QUARANTINE_COLUMNS)
+        empty = frame.iloc[0:0]
+        if frame.empty:
+            return {}, empty
+        positions = frame.groupby(frame["patient_id"].astype(str), sort=False).indices
+        return {pid: frame.take(idx).reset_index(drop=True) for pid, idx in positions.items()}, empty
 
-    events = by_patient(result.events)
-    quarantine = by_patient(result.quarantine)
+    events, no_events = by_patient(result.events)
+    quarantine, no_quarantine = by_patient(result.quarantine)
     tables = {name: by_patient(frame) for name, frame in result.tables.items()}
-    counts = result.patient_counts
-    empty_q = pd.DataFrame(columns=QUARANTINE_COLUMNS)
-    pieces = {}
-    for pid in pids:
-        if counts is None:
-            mine = dict(result.counts)
-        elif pid in counts.index:
-            mine = {str(k): int(v) for k, v in counts.loc[pid].items()}
-        else:
-            mine = {}
-        pieces[pid] = PatientPiece(
-            events=events.get(pid, result.events.iloc[0:0]),
-            tables={name: parts.get(pid, result.tables[name].iloc[0:0]) for name, parts in tables.items()},
-            quarantine=quarantine.get(pid, empty_q),
-            counts=mine,
+    if result.patient_counts is None:
+        counts: dict[str, dict[str, int]] = {pid: dict(result.counts) for pid in pids}
+    else:
+        counts = {str(pid): {str(k): int(v) for k, v in row.items()}
+                  for pid, row in result.patient_counts.to_dict("index").items()}
+    return {
+        pid: PatientPiece(
+            events=events.get(pid, no_events),
+            tables={name: parts.get(pid, empty) for name, (parts, empty) in tables.items()},
+            quarantine=quarantine.get(pid, no_quarantine),
+            counts=counts.get(pid, {}),
         )
-    return pieces
+        for pid in pids
+    }
 
 
 def _sum_counts(pieces: Iterable[PatientPiece]) -> dict[str, int]:
