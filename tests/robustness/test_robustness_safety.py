@@ -7,6 +7,7 @@ import ast
 import gzip
 import json
 import logging
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -70,26 +71,29 @@ def test_truncated_or_fake_gzip_is_an_export_error(tmp_path: Path) -> None:
             read_gzip_limited(tmp_path / name, LIMIT)
 
 
-def test_fhir_ndjson_gz_bomb_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _convert_fhir(root: Path, out: Path) -> None:
     from pfs.io.convert import convert
 
-    src = tmp_path / "fhir"
-    src.mkdir()
-    _bomb(src / "Patient.ndjson.gz", head=b'{"resourceType": "Patient", "id": "p1"}\n', fill=b"\n")
-    monkeypatch.setattr(pfs.io.limits, "MAX_DECOMPRESSED_BYTES", LIMIT)
-    with pytest.raises(ExportError, match=rf"Patient\.ndjson\.gz: decompresses to more than {LIMIT} bytes"):
-        convert(src, tmp_path / "out", "fhir")
+    convert(root, out, "fhir")
 
 
-def test_native_csv_gz_bomb_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _load_native(root: Path, out: Path) -> None:
     from pfs.io.export import load_export
 
-    export = tmp_path / "export"
-    export.mkdir()
-    _bomb(export / "patients.csv.gz", head=b"patient_id,diagnosis_date\nP1,2020-01-01\n", fill=b"\n")
+    load_export(root)
+
+
+@pytest.mark.parametrize(("reader", "name", "head"), [
+    (_convert_fhir, "Patient.ndjson.gz", b'{"resourceType": "Patient", "id": "p1"}\n'),
+    (_load_native, "patients.csv.gz", b"patient_id,diagnosis_date\nP1,2020-01-01\n"),
+], ids=["fhir-ndjson", "native-csv"])
+def test_gzip_bomb_is_refused(reader, name: str, head: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "export"
+    src.mkdir()
+    _bomb(src / name, head=head, fill=b"\n")
     monkeypatch.setattr(pfs.io.limits, "MAX_DECOMPRESSED_BYTES", LIMIT)
-    with pytest.raises(ExportError, match=rf"patients\.csv\.gz: decompresses to more than {LIMIT} bytes"):
-        load_export(export)
+    with pytest.raises(ExportError, match=rf"{re.escape(name)}: decompresses to more than {LIMIT} bytes"):
+        reader(src, tmp_path / "out")
 
 
 # ---------------------------------------------------------------------------------------------
