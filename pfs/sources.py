@@ -185,7 +185,6 @@ def run_source(source: str, export: Export, cfg: Config, *, runner: Runner | Non
     cache = cache or PatientCache(None)
     report = progress or (lambda label, done, total: None)
     pipe = cfg.section("pipeline")
-    task_cfg = cfg
     table = SOURCE_TABLES[source]
     pids = export.patient_ids
     keys = patient_keys({"patients": export.table("patients"), table: export.table(table)},
@@ -198,20 +197,20 @@ def run_source(source: str, export: Export, cfg: Config, *, runner: Runner | Non
     reused = len(pieces)
     todo = [pid for pid in pids if pid not in pieces]
     failed: dict[str, str] = {}
-    label = f"{source}"
-    report(label, reused, len(pids))
+    report(source, reused, len(pids))
 
-    def keep(batch_pids: list[str], result: ExtractorResult | dict[str, PatientPiece]) -> None:
+    def keep(batch_pids: list[str], result: ExtractorResult | dict[str, PatientPiece], *, store: bool = True) -> None:
         split = result if isinstance(result, dict) else _split(result, batch_pids)
         for pid, piece in split.items():
             pieces[pid] = piece
-            cache.put(keys[pid], piece)
-        report(label, len(pieces), len(pids))
+            if store:  # a crash is not a result: the next run tries that patient again
+                cache.put(keys[pid], piece)
+        report(source, len(pieces), len(pids))
 
     if source == "imaging":
         batch_list = _batches(todo, export, table, target_rows=10**9, max_patients=int(pipe["imaging_batch_patients"]))
         n_studies = int(export.subset(todo).table(table)["study_id"].nunique()) if todo else 0
-        run_batch = _imaging_batch_runner(runner, task_cfg, lambda n: report("MRI studies", n, n_studies))
+        run_batch = _imaging_batch_runner(runner, cfg, lambda n: report("MRI studies", n, n_studies))
         retry = []
         for batch, sub in zip(batch_list, export.partition(batch_list), strict=True):
             try:
@@ -229,14 +228,14 @@ def run_source(source: str, export: Export, cfg: Config, *, runner: Runner | Non
                 raise
             except Exception as err:
                 failed[pid] = f"{type(err).__name__}: {err}"
-                keep([pid], _failed_result(export, source, pid, err))
+                keep([pid], _failed_result(export, source, pid, err), store=False)
     else:
         # At least four batches per worker, so that no worker idles while another finishes a big batch.
         rows = int(export.table(table)["patient_id"].astype(str).isin(set(todo)).sum())
         target = min(int(pipe["batch_rows"]), max(1, -(-rows // (4 * runner.workers))))
         batch_list = _batches(todo, export, table, target_rows=target, max_patients=int(pipe["batch_patients"]))
         retry = []
-        tasks = ((source, sub, task_cfg) for sub in export.partition(batch_list))
+        tasks = ((source, sub, cfg) for sub in export.partition(batch_list))
         for i, outcome in runner.map(_extract_batch, tasks):
             if isinstance(outcome, PfsError):
                 raise outcome
@@ -246,14 +245,14 @@ def run_source(source: str, export: Export, cfg: Config, *, runner: Runner | Non
                 retry.extend(batch_list[i])
                 continue
             keep(batch_list[i], outcome)
-        single = ((source, sub, task_cfg) for sub in export.partition([[pid] for pid in retry]))
+        single = ((source, sub, cfg) for sub in export.partition([[pid] for pid in retry]))
         for i, outcome in runner.map(_extract_batch, single):
             pid = retry[i]
             if isinstance(outcome, PfsError):
                 raise outcome
             if isinstance(outcome, BaseException):
                 failed[pid] = f"{type(outcome).__name__}: {outcome}"
-                keep([pid], _failed_result(export, source, pid, outcome))
+                keep([pid], _failed_result(export, source, pid, outcome), store=False)
             else:
                 keep([pid], outcome)
     result = assemble([pieces[pid] for pid in pids])

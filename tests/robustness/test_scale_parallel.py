@@ -108,7 +108,7 @@ def test_a_patient_the_extractor_crashes_on_is_quarantined_and_the_others_go_on(
         return original(export, config)
 
     monkeypatch.setattr(steroid, "extract", crash_on_victim)
-    result = run_extract(clean.export, tmp_path / "out", config=clean.config)
+    result = run_extract(clean.export, tmp_path / "out", config=clean.config, cache_dir=tmp_path / "cache")
     status = result.manifest["sources"]["steroid"]
     assert status["status"].startswith("ran (1 patient(s) failed")
     q = result.quarantine.loc[result.quarantine["stage"] == "steroid"]
@@ -120,6 +120,12 @@ def test_a_patient_the_extractor_crashes_on_is_quarantined_and_the_others_go_on(
     clean_ev = clean.result.events
     expected = clean_ev.loc[(clean_ev["source"] == "steroid") & (clean_ev["patient_id"] != victim)]
     pd.testing.assert_frame_equal(others.reset_index(drop=True), expected.reset_index(drop=True))
+
+    # A crash is not cached: once the extractor works again, the victim is computed and nothing else.
+    monkeypatch.setattr(steroid, "extract", original)
+    again = run_extract(clean.export, tmp_path / "again", config=clean.config, cache_dir=tmp_path / "cache")
+    assert again.cache == {"reused": 8 * 3 - 1, "stored": 1}
+    assert _csvs(tmp_path / "again") == _csvs(clean.out)
 
 
 def test_an_existing_scheduler_is_used_and_progress_counts_every_patient_and_study(clean, tmp_path: Path) -> None:
