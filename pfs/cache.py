@@ -66,9 +66,8 @@ def patient_keys(tables: dict[str, pd.DataFrame], context: str, *, root: Path | 
         frame = tables[name]
         if frame.empty:
             continue
-        frame = frame.copy()
         if path_columns and name in path_columns and root is not None:
-            frame["_files"] = _file_stamps(frame, root, path_columns[name])
+            frame = frame.assign(_files=_file_stamps(frame, root, path_columns[name]))
         hashed = _row_hashes(frame).sort_values(["patient_id", "_row"], kind="stable")
         pids = hashed["patient_id"].astype(str).to_numpy()
         values = hashed["h"].to_numpy()
