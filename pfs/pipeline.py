@@ -125,7 +125,8 @@ def run_extract(
         conversion = convert(export_dir, Path(out) / "native", fmt, **(convert_options or {}))
         export_dir = conversion.out
     say("loading export")
-    export = load_export(export_dir, mapping)
+    as_of = _run_date(pipe["as_of"])
+    export = load_export(export_dir, mapping, as_of=as_of)
     if conversion is not None:
         export.quarantine.add_frame(conversion.quarantine)
     _check_strict(strict, export.quarantine.frame(), export.files)
@@ -176,6 +177,7 @@ def run_extract(
     tables["reconciled_events"] = reconciled
     quarantine = export.quarantine.frame()
     manifest = build_manifest(export, cfg, sources, source_status, quarantine)
+    manifest["as_of"] = as_of.date().isoformat()
     if conversion is not None:
         manifest["conversion"] = {"format": fmt, "counts": conversion.counts}
     result = RunResult(events=events, endpoints=endpoints, quarantine=quarantine, tables=tables,
@@ -184,6 +186,15 @@ def run_extract(
         say("writing outputs")
         result.out = write_outputs(result, Path(out))
     return result
+
+
+def _run_date(text: str) -> pd.Timestamp:
+    if not text:
+        return pd.Timestamp.today().normalize()
+    try:
+        return pd.Timestamp(text).normalize()
+    except ValueError as err:
+        raise ConfigError(f"pipeline.as_of must be a date (YYYY-MM-DD) or empty, not {text!r}") from err
 
 
 def _check_strict(strict: bool, quarantine: pd.DataFrame, files: dict[str, Path] | None = None) -> None:
