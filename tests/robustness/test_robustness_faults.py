@@ -20,8 +20,6 @@ from robustness_faults import CASES, FAULT_CLASSES, AllRowsOf, FaultCase
 #: ``--strict`` is checked on the first case of each class that quarantines (the message is the same per class).
 STRICT_CASES = {next(c.name for c in CASES if c.fault_class == k and c.quarantine)
                 for k in FAULT_CLASSES if any(c.fault_class == k and c.quarantine for c in CASES)}
-#: Filled by the tests: case name -> what the run produced (exit code and quarantine reasons).
-OUTCOMES: dict[str, dict] = {}
 
 
 def test_every_fault_class_of_the_issue_has_cases() -> None:
@@ -91,8 +89,6 @@ def test_fault(case: FaultCase, clean, tmp_path: Path, monkeypatch: pytest.Monke
     labels = case.inject(export)
     run = extract_cli(export, tmp_path / "out", clean.config, monkeypatch, capsys)
     q = read_output(run.out, "quarantine")
-    OUTCOMES[case.name] = {"exit": run.code, "reasons": sorted(set(q["reason"])) if q is not None else [],
-                           "output": run.output.strip().splitlines()[-1:] if run.code else []}
     assert run.code == case.exit_code, run.output
     assert "Traceback" not in run.output
     for fragment in case.message:
@@ -131,20 +127,3 @@ def test_fault(case: FaultCase, clean, tmp_path: Path, monkeypatch: pytest.Monke
                  for ext in (".csv", "")]
         assert any(n in strict.output for n in named), (named, strict.output)
         assert not (strict.out / "manifest.json").exists()
-
-
-def test_zz_outcome_table(capsys: pytest.CaptureFixture) -> None:
-    """Prints the markdown table of outcomes (``pytest -s``) for the closing note of issue 9."""
-    if not OUTCOMES:
-        pytest.skip("run with the fault tests")
-    lines = ["| fault class | case | exit | quarantine reason(s) / message |", "|---|---|---|---|"]
-    for c in CASES:
-        o = OUTCOMES.get(c.name)
-        if o is None:
-            continue
-        what = "; ".join(o["reasons"]) or "; ".join(o["output"]) or "no quarantine row"
-        flag = " (xfail: needs fix)" if c.xfail else ""
-        lines.append(f"| {c.fault_class} | {c.name}{flag} | {o['exit']} | {what} |")
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))
-    assert len(lines) >= 3
