@@ -24,7 +24,7 @@ import pandas as pd
 from pfs import __version__
 
 #: Bumped when the layout of a cached entry changes, so older entries are simply not found.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 def _row_hashes(frame: pd.DataFrame) -> pd.DataFrame:

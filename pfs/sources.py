@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pfs.cache import PatientCache, patient_keys
@@ -37,12 +38,50 @@ Progress = Callable[[str, int, int], None]
 
 
 @dataclass
+class Rows:
+    """Some rows of one table as column arrays (numpy, or pandas extension arrays).
+
+    A cohort of 10,000 patients is cut into tens of thousands of pieces; column arrays are several
+    times cheaper than DataFrames to cut, to pickle into the cache and to join again.
+    """
+
+    columns: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+
+def _cutter(frame: pd.DataFrame) -> Callable[[Any], Rows]:
+    """A function from row positions to :class:`Rows` of ``frame``."""
+    arrays = {c: frame[c].to_numpy() if isinstance(frame[c].dtype, np.dtype) else frame[c].array
+              for c in frame.columns}
+    return lambda idx: Rows({c: a[idx] if isinstance(a, np.ndarray) else a.take(idx) for c, a in arrays.items()})
+
+
+def _join(parts: list[Rows]) -> pd.DataFrame:
+    """The rows of ``parts`` as one DataFrame, in order (empty parts still give the columns)."""
+    if not parts:
+        return pd.DataFrame()
+    full = [p for p in parts if len(p)] or parts[:1]
+    data = {}
+    for col in full[0].columns:
+        arrays = [p.columns[col] for p in full]
+        if all(isinstance(a, np.ndarray) for a in arrays):
+            data[col] = np.concatenate(arrays)
+        elif all(type(a) is type(arrays[0]) and a.dtype == arrays[0].dtype for a in arrays):
+            data[col] = type(arrays[0])._concat_same_type(arrays)
+        else:  # mixed kinds across batches (an all-missing column typed differently): let pandas unify
+            data[col] = pd.concat([pd.Series(a) for a in arrays], ignore_index=True)
+    return pd.DataFrame(data)
+
+
+@dataclass
 class PatientPiece:
     """One patient's result from one source (what the cache stores)."""
 
-    events: pd.DataFrame
-    tables: dict[str, pd.DataFrame]
-    quarantine: pd.DataFrame
+    events: Rows
+    tables: dict[str, Rows]
+    quarantine: Rows
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -62,20 +101,21 @@ class SourceRun:
 def _split(result: ExtractorResult, pids: list[str]) -> dict[str, PatientPiece]:
     """Cut a batch result into per-patient pieces, each with its own counts.
 
-    One grouping pass per table (row positions per patient), then a ``take`` per patient; patients
-    without rows share one empty frame. This runs for every patient of every source, so it is kept cheap.
+    One grouping pass per table (row positions per patient), then the column arrays are indexed per
+    patient; patients without rows share one empty piece.
     """
     if result.patient_counts is None and len(pids) > 1:
         raise TypeError("an extractor run on several patients must return patient_counts")
+    no_rows = np.array([], dtype="int64")
 
-    def by_patient(frame: pd.DataFrame | None) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    def by_patient(frame: pd.DataFrame | None) -> tuple[dict[str, Rows], Rows]:
         if frame is None:
-            return {}, pd.DataFrame(columns=QUARANTINE_COLUMNS)
-        empty = frame.iloc[0:0]
+            frame = pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else "object") for c in QUARANTINE_COLUMNS})
+        cut = _cutter(frame)
         if frame.empty:
-            return {}, empty
+            return {}, cut(no_rows)
         positions = frame.groupby(frame["patient_id"].astype(str), sort=False).indices
-        return {pid: frame.take(idx).reset_index(drop=True) for pid, idx in positions.items()}, empty
+        return {pid: cut(idx) for pid, idx in positions.items()}, cut(no_rows)
 
     events, no_events = by_patient(result.events)
     quarantine, no_quarantine = by_patient(result.quarantine)
@@ -105,12 +145,10 @@ def _sum_counts(pieces: Iterable[PatientPiece]) -> dict[str, int]:
     return total
 
 
-def _concat(frames: list[pd.DataFrame], schema: str | None) -> pd.DataFrame:
-    frames = [f for f in frames if not f.empty]
-    if not frames:
-        out = pd.DataFrame(columns=load_schema(schema).columns) if schema else pd.DataFrame()
-    else:
-        out = pd.concat(frames, ignore_index=True)
+def _concat(parts: list[Rows], schema: str | None) -> pd.DataFrame:
+    out = _join(parts)
+    if out.empty and not len(out.columns) and schema:
+        out = pd.DataFrame(columns=load_schema(schema).columns)
     return conform(out, schema) if schema else out
 
 
