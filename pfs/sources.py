@@ -11,7 +11,7 @@ crashes has its rows quarantined with the error, and every other patient goes on
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,8 +237,7 @@ def run_source(source: str, export: Export, cfg: Config, *, runner: Runner | Non
     failed: dict[str, str] = {}
     report(source, reused, len(pids))
 
-    def keep(batch_pids: list[str], result: ExtractorResult | dict[str, PatientPiece], *, store: bool = True) -> None:
-        split = result if isinstance(result, dict) else _split(result, batch_pids)
+    def keep(split: dict[str, PatientPiece], *, store: bool = True) -> None:
         for pid, piece in split.items():
             pieces[pid] = piece
             if store:  # a crash is not a result: the next run tries that patient again
@@ -246,53 +245,40 @@ def run_source(source: str, export: Export, cfg: Config, *, runner: Runner | Non
         report(source, len(pieces), len(pids))
 
     if source == "imaging":
+        # Batches run here, one after the other; their studies are the runner's tasks.
         batch_list = _batches(todo, export, table, target_rows=10**9, max_patients=int(pipe["imaging_batch_patients"]))
-        n_studies = int(export.subset(todo).table(table)["study_id"].nunique()) if todo else 0
+        rows = export.table(table)
+        n_studies = int(rows.loc[rows["patient_id"].astype(str).isin(set(todo)), "study_id"].nunique())
         run_batch = _imaging_batch_runner(runner, cfg, lambda n: report("MRI studies", n, n_studies))
-        retry = []
-        for batch, sub in zip(batch_list, export.partition(batch_list), strict=True):
-            try:
-                keep(batch, run_batch(sub))
-            except PfsError:
-                raise
-            except Exception as err:  # a crash in assembly: isolate the patient below
-                log.warning("imaging batch of %d patients failed (%s); retrying patient by patient",
-                            len(batch), type(err).__name__)
-                retry.extend(batch)
-        for pid in retry:
-            try:
-                keep([pid], run_batch(export.subset([pid])))
-            except PfsError:
-                raise
-            except Exception as err:
-                failed[pid] = f"{type(err).__name__}: {err}"
-                keep([pid], _failed_result(export, source, pid, err), store=False)
+        batch_map, body = InProcessRunner().map, run_batch
     else:
         # At least four batches per worker, so that no worker idles while another finishes a big batch.
         rows = int(export.table(table)["patient_id"].astype(str).isin(set(todo)).sum())
         target = min(int(pipe["batch_rows"]), max(1, -(-rows // (4 * runner.workers))))
         batch_list = _batches(todo, export, table, target_rows=target, max_patients=int(pipe["batch_patients"]))
-        retry = []
-        tasks = ((source, sub, cfg) for sub in export.partition(batch_list))
-        for i, outcome in runner.map(_extract_batch, tasks):
-            if isinstance(outcome, PfsError):
+        batch_map, body = runner.map, _extract_batch
+
+    def attempt(groups: list[list[str]]) -> Iterator[tuple[list[str], dict[str, PatientPiece] | BaseException]]:
+        tasks = ((source, sub, cfg) for sub in export.partition(groups))
+        for i, outcome in batch_map(body, tasks):
+            if isinstance(outcome, PfsError):  # the user's mistake (config, input): stop the run
                 raise outcome
-            if isinstance(outcome, BaseException):
-                log.warning("%s batch of %d patients failed (%s); retrying patient by patient",
-                            source, len(batch_list[i]), type(outcome).__name__)
-                retry.extend(batch_list[i])
-                continue
-            keep(batch_list[i], outcome)
-        single = ((source, sub, cfg) for sub in export.partition([[pid] for pid in retry]))
-        for i, outcome in runner.map(_extract_batch, single):
-            pid = retry[i]
-            if isinstance(outcome, PfsError):
-                raise outcome
-            if isinstance(outcome, BaseException):
-                failed[pid] = f"{type(outcome).__name__}: {outcome}"
-                keep([pid], _failed_result(export, source, pid, outcome), store=False)
-            else:
-                keep([pid], outcome)
+            yield groups[i], outcome
+
+    retry: list[str] = []
+    for group, outcome in attempt(batch_list):
+        if isinstance(outcome, BaseException):
+            log.warning("%s batch of %d patients failed (%s); retrying patient by patient",
+                        source, len(group), type(outcome).__name__)
+            retry.extend(group)
+        else:
+            keep(outcome)
+    for group, outcome in attempt([[pid] for pid in retry]):
+        if isinstance(outcome, BaseException):
+            failed[group[0]] = f"{type(outcome).__name__}: {outcome}"
+            keep(_split(_failed_result(export, source, group[0], outcome), group), store=False)
+        else:
+            keep(outcome)
     result = assemble([pieces[pid] for pid in pids])
     return SourceRun(result=result, patients=len(pids), reused=reused, failed=failed)
 
@@ -302,8 +288,8 @@ def _failed_result(export: Export, source: str, pid: str, err: BaseException) ->
                            counts={"patients_failed": 1})
 
 
-def _imaging_batch_runner(runner: Runner, cfg: Config,
-                          studies_done: Callable[[int], None]) -> Callable[[Export], ExtractorResult]:
+def _imaging_batch_runner(runner: Runner, cfg: Config, studies_done: Callable[[int], None],
+                          ) -> Callable[[tuple[str, Export, Config]], dict[str, PatientPiece]]:
     """Imaging for a batch of patients: its studies run as separate tasks, RANO here."""
     from pfs.extractors import imaging
 
@@ -321,7 +307,8 @@ def _imaging_batch_runner(runner: Runner, cfg: Config,
             studies_done(done[0])
         return outcomes
 
-    def run(sub: Export) -> ExtractorResult:
-        return imaging.extract(sub, cfg, run_studies=run_studies)
+    def run(task: tuple[str, Export, Config]) -> dict[str, PatientPiece]:
+        _, sub, _ = task
+        return _split(imaging.extract(sub, cfg, run_studies=run_studies), sub.patient_ids)
 
     return run

@@ -105,7 +105,7 @@ def load_annotations(
     if not path.is_file():
         raise ExportError(f"{path}: annotations file not found")
     quarantine, notes = Quarantine(), []
-    raw, _, _ = read_table(path, "annotations", TableMapping(), quarantine, notes)
+    raw, _, _, _ = read_table(path, "annotations", TableMapping(), quarantine, notes)
     schema = load_schema("annotations")
     missing = [c for c in schema.required_columns if c not in raw.columns]
     if missing:

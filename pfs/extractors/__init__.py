@@ -7,13 +7,17 @@ Modules are imported only when their source runs, so ``pfs --help`` never pays f
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from pfs.io.schema import empty_frame
+
+T = TypeVar("T")
 
 #: source name -> module implementing ``extract(export, config) -> ExtractorResult``
 EXTRACTORS: dict[str, str] = {
@@ -47,6 +51,22 @@ def load_extractor(name: str) -> ModuleType | None:
     """The module of source ``name``, or None when that source is not built in this version."""
     module = importlib.import_module(EXTRACTORS[name])
     return module if hasattr(module, "extract") else None
+
+
+_BUILT: dict[str, tuple[str, Any]] = {}
+
+
+def built_once(kind: str, settings: dict[str, Any], build: Callable[[], T]) -> T:
+    """``build()`` once per process for these settings (a spaCy pipeline, a loaded network).
+
+    A Dask worker runs many tasks; rebuilding per task would cost seconds each. One object per
+    ``kind`` is kept: new settings replace it.
+    """
+    key = json.dumps(settings, sort_keys=True, default=str)
+    held = _BUILT.get(kind)
+    if held is None or held[0] != key:
+        held = _BUILT[kind] = (key, build())
+    return held[1]
 
 
 def count_per_patient(patient_ids: Iterable[str], **columns: pd.Series | Iterable[str]) -> pd.DataFrame:

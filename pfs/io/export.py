@@ -36,6 +36,8 @@ _UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}
 _CONTROL = "[\x00-\x08\x0e-\x1f\x7f]"
 #: Bytes any text file may hold; deleting them leaves only control bytes (a fast test of a whole file).
 _TEXT_BYTES = bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)) + b"\t\n\r\x0b\x0c"
+#: The codec name :func:`_decode` gives a UTF-8 file holding some bytes that are not UTF-8.
+UTF8_LOSSY = "utf-8 (surrogateescape)"
 #: Characters that cannot come from an undecodable byte kept by errors="surrogateescape".
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 #: A single CSV field larger than this is a corrupt file, not a report (Python's csv default is 128 kB).
@@ -84,14 +86,6 @@ class Export:
             yield Export(root=self.root, tables=tables, files=dict(self.files), rows_read={},
                          quarantine=Quarantine(), notes=[], file_hashes={})
 
-    def subset(self, patient_ids: list[str]) -> Export:
-        """The same export restricted to some patients (a unit of parallel work); no quarantine rows."""
-        wanted = set(patient_ids)
-        tables = {name: frame.loc[frame["patient_id"].astype(str).isin(wanted)].reset_index(drop=True)
-                  for name, frame in self.tables.items()}
-        return Export(root=self.root, tables=tables, files=dict(self.files), rows_read={},
-                      quarantine=Quarantine(), notes=[], file_hashes={})
-
 
 def _sequence_synonyms() -> dict[str, str]:
     data = json.loads(resources.files("pfs.rules").joinpath("sequences.json").read_text(encoding="utf-8"))
@@ -129,25 +123,26 @@ def find_table_file(root: Path, name: str, tm: TableMapping) -> Path | None:
     return found[0] if found else None
 
 
-def _decode(raw: bytes, path: Path, tm: TableMapping, notes: list[str]) -> tuple[str, bool]:
-    """The text, and whether some bytes could not be decoded (kept as surrogates to be quarantined)."""
+def _decode(raw: bytes, path: Path, tm: TableMapping, notes: list[str]) -> tuple[str, str]:
+    """The text and the codec that produced it; :data:`UTF8_LOSSY` when some bytes were not UTF-8
+    (kept as surrogates, and the values holding them quarantined by :func:`_quarantine_binary`)."""
     if tm.encoding:
         try:
-            return raw.decode(tm.encoding), False
+            return raw.decode(tm.encoding), tm.encoding
         except (UnicodeDecodeError, LookupError) as err:
             raise ExportError(f"{path}: cannot decode as {tm.encoding}: {err}") from err
     try:
-        return raw.decode("utf-8-sig"), False
+        return raw.decode("utf-8-sig"), "utf-8-sig"
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         if _UTF8_MULTIBYTE.search(raw):
-            # A UTF-8 file with a few foreign bytes (binary garbage pasted into a field): keep the
-            # file UTF-8 and quarantine the values holding those bytes (see _quarantine_undecodable).
+            # A UTF-8 file with a few foreign bytes (binary garbage pasted into a field): keep the file
+            # UTF-8 rather than re-reading every other patient's text as Latin-1.
             notes.append(f"{path.name}: bytes that are not UTF-8 (first on line {line}); those values quarantined")
-            return raw.decode("utf-8-sig", errors="surrogateescape"), True
+            return raw.decode("utf-8-sig", errors="surrogateescape"), UTF8_LOSSY
         # Excel on Windows writes cp1252/Latin-1; decoding as Latin-1 never fails, so say we did it.
         notes.append(f"{path.name}: not valid UTF-8 (first bad byte on line {line}); read as Latin-1")
-        return raw.decode("latin-1"), False
+        return raw.decode("latin-1"), "latin-1"
 
 
 def _sniff_delimiter(header: str, path: Path, tm: TableMapping, notes: list[str]) -> str:
@@ -171,7 +166,7 @@ def _read_csv_arrow(data: bytes, header: list[str], delim: str) -> pd.DataFrame 
     import pyarrow as pa
     from pyarrow import csv as pa_csv
 
-    if not header or len(set(header)) != len(header):
+    if not header:
         return None
     try:
         table = pa_csv.read_csv(
@@ -284,11 +279,11 @@ def _first_line(text: str) -> str:
 
 
 def read_table(path: Path, name: str, tm: TableMapping, quarantine: Quarantine,
-               notes: list[str]) -> tuple[pd.DataFrame, int, str]:
-    """Read one table file into strings with ``_row``; returns (frame, rows read, sha256).
+               notes: list[str]) -> tuple[pd.DataFrame, int, str, bool]:
+    """Read one table file into strings with ``_row``.
 
-    ``frame.attrs["binary"]`` says whether the file holds bytes no text should (control characters or
-    bytes that are not UTF-8); only then are the values searched for them.
+    Returns (frame, rows read, sha256, binary); ``binary`` says whether the file holds bytes no text
+    should (control characters or bytes that are not UTF-8): only then are the values searched.
     """
     try:
         raw = path.read_bytes()
@@ -302,24 +297,25 @@ def read_table(path: Path, name: str, tm: TableMapping, quarantine: Quarantine,
     else:
         if path.suffix == ".gz":
             raw = read_gzip_limited(path)
-        n_notes = len(notes)
-        text, lossy = _decode(raw, path, tm, notes)
-        binary = lossy or len(raw.translate(None, _TEXT_BYTES)) > 0
+        text, codec = _decode(raw, path, tm, notes)
+        binary = codec == UTF8_LOSSY or len(raw.translate(None, _TEXT_BYTES)) > 0
         if not text or text.isspace():
             raise ExportError(f"{path}: the file is empty (no header row)")
-        utf8 = raw.removeprefix(b"\xef\xbb\xbf") if len(notes) == n_notes and not tm.encoding else None
         delim = _sniff_delimiter(_first_line(text), path, tm, notes)
+        # UTF-8 bytes for the pyarrow reader: the file's own when it is UTF-8; none when it holds
+        # undecodable bytes (only the csv module can carry those to the quarantine).
+        if codec == "utf-8-sig":
+            utf8: bytes | None = raw.removeprefix(b"\xef\xbb\xbf")
+        else:
+            utf8 = None if codec == UTF8_LOSSY else text.encode("utf-8")
         before = len(quarantine)
-        if utf8 is None and not lossy:
-            utf8 = text.encode("utf-8")
         df = _read_csv_text(text, path, delim, name, quarantine, data=utf8)
         # Rows read = clean records + records already quarantined as malformed.
         n_read = len(df) + (len(quarantine) - before)
     df.columns = [c if c == "_row" else str(c).strip().lstrip("\ufeff") for c in df.columns]
     if tm.columns:
         df = df.rename(columns=tm.columns)
-    df.attrs["binary"] = binary
-    return df, n_read, digest
+    return df, n_read, digest, binary
 
 
 def _check_columns(df: pd.DataFrame, name: str, path: Path, notes: list[str]) -> pd.DataFrame:
@@ -397,8 +393,7 @@ def load_export(root: Path | str, mapping: Mapping | Path | str | None = None,
                 raise ExportError(f"{root}: required table '{name}' not found (expected {name}.csv or {name}.parquet)")
             notes.append(f"table '{name}' not present")
             continue
-        df, n_read, digest = read_table(path, name, tm, quarantine, notes)
-        binary = bool(df.attrs.get("binary", True))
+        df, n_read, digest, binary = read_table(path, name, tm, quarantine, notes)
         df = _check_columns(df, name, path, notes)
         if binary:
             df = _quarantine_binary(df, name, quarantine)
@@ -442,15 +437,15 @@ def _quarantine_binary(df: pd.DataFrame, name: str, quarantine: Quarantine) -> p
         if col == "_row":
             continue
         values = df[col].astype(object)
-        undecodable = values.map(lambda v: isinstance(v, str) and _UNDECODABLE.search(v) is not None).astype(bool)
         hit = values.map(lambda v: isinstance(v, str) and pattern.search(v) is not None).astype(bool) & keep
         if not hit.any():
             continue
+        undecodable = values[hit].map(lambda v: _UNDECODABLE.search(v) is not None).astype(bool)
         shown = df.loc[hit].copy()
         for c in shown.columns:  # the quarantine file is UTF-8: show each bad byte as U+FFFD
             if c != "_row":
                 shown[c] = shown[c].astype(object).map(_printable)
-        kind = pd.Series("control characters", index=shown.index).mask(undecodable[hit], "bytes not valid UTF-8")
+        kind = pd.Series("control characters", index=shown.index).mask(undecodable, "bytes not valid UTF-8")
         quarantine.add_from(name, shown, pd.Series(True, index=shown.index),
                             "binary data (" + kind + f") in column '{col}'", stage="load", column=col)
         keep &= ~hit

@@ -9,7 +9,6 @@ other study goes on.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from pfs.exceptions import ConfigError
-from pfs.extractors import ExtractorResult, count_per_patient, totals
+from pfs.extractors import ExtractorResult, built_once, count_per_patient, totals
 from pfs.extractors.imaging.loading import ImagingInputError, load_study, write_mask
 from pfs.extractors.imaging.rano import RanoParams, assess
 from pfs.extractors.imaging.segmenters import SEGMENTERS, SegmentFn, sequences_needed
@@ -110,22 +109,11 @@ def _process(job: StudyJob, segment: SegmentFn, cfg: dict[str, Any], name: str) 
     return StudyOutcome(job, volume, seg.lesions, quarantine)
 
 
-_SEGMENTERS: dict[str, SegmentFn] = {}
-
-
-def _segmenter(cfg: dict[str, Any]) -> SegmentFn:
-    """The configured segmenter, built once per process (a MONAI network is loaded once per worker)."""
-    key = json.dumps(cfg, sort_keys=True, default=str)
-    if key not in _SEGMENTERS:
-        _SEGMENTERS.clear()
-        _SEGMENTERS[key] = SEGMENTERS[cfg["segmenter"]](cfg)
-    return _SEGMENTERS[key]
-
-
 def process_study(task: tuple[StudyJob, dict[str, Any]]) -> StudyOutcome:
     """Task body for a runner (one MRI study, on any worker): load, segment, measure."""
     job, cfg = task
-    return _process(job, _segmenter(cfg), cfg, cfg["segmenter"])
+    segment = built_once("segmenter", cfg, lambda: SEGMENTERS[cfg["segmenter"]](cfg))
+    return _process(job, segment, cfg, cfg["segmenter"])
 
 
 def crashed_study(job: StudyJob, err: BaseException) -> StudyOutcome:

@@ -10,20 +10,18 @@ Report text never goes to the log or the quarantine.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from pfs.exceptions import ConfigError
-from pfs.extractors import ExtractorResult, count_per_patient, totals
+from pfs.extractors import ExtractorResult, built_once, count_per_patient, totals
 from pfs.io.quarantine import COLUMNS as QUARANTINE_COLUMNS
 from pfs.vocab import ReportLabel
 
 if TYPE_CHECKING:
-    from pfs.extractors.nlp.pipeline import ReportFacts, ReportPipeline
+    from pfs.extractors.nlp.pipeline import ReportPipeline
     from pfs.io import Export
     from pfs.settings import Config
 
@@ -43,25 +41,13 @@ def build_pipeline(settings: dict[str, Any]) -> ReportPipeline:
                           sections=settings.get("sections_file") or None, batch_size=int(settings["batch_size"]))
 
 
-_PIPELINES: dict[str, ReportPipeline] = {}
-
-
 def pipeline_for(settings: dict[str, Any]) -> ReportPipeline:
     """The pipeline for these settings, built once per process (building spaCy + rules takes seconds).
 
     Parallelism is the runner's (one Dask worker process per core, each with its own pipeline).
     """
-    key = json.dumps({k: settings.get(k) for k in ("targets_file", "context_file", "sections_file", "batch_size")},
-                     sort_keys=True)
-    if key not in _PIPELINES:
-        _PIPELINES.clear()
-        _PIPELINES[key] = build_pipeline(settings)
-    return _PIPELINES[key]
-
-
-def analyse_texts(texts: Sequence[str], pipeline: ReportPipeline) -> list[ReportFacts]:
-    """NLP facts for each text, in order."""
-    return list(pipeline.analyse_many(texts))
+    keys = {k: settings.get(k) for k in ("targets_file", "context_file", "sections_file", "batch_size")}
+    return built_once("nlp_pipeline", keys, lambda: build_pipeline(settings))
 
 
 def _check_settings(settings: dict[str, Any]) -> None:
@@ -115,7 +101,7 @@ def label_reports(reports: pd.DataFrame, pipeline: ReportPipeline,
         labels[i] = {**base, "markup_cleaned": bool(fixes)}
         texts.append(cleaned)
         todo.append(i)
-    facts = analyse_texts(texts, pipeline)
+    facts = list(pipeline.analyse_many(texts))
     for i, text, fact in zip(todo, texts, facts, strict=True):
         d = decide(text, fact, assessed)
         sentence = text[d.evidence_start:d.evidence_end] if d.evidence_start >= 0 else ""
