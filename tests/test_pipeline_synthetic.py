@@ -43,7 +43,7 @@ def test_extract_accounts_for_every_row_and_is_deterministic(cohort: Path, tmp_p
     a = run_extract(cohort / "export", tmp_path / "a")
     b = run_extract(cohort / "export", tmp_path / "b")
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
-    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text(encoding="utf-8"))
     for name, counts in manifest["tables"].items():
         assert counts["rows_read"] == counts["rows_used"] + counts["rows_quarantined"], name
     ep = pd.read_csv(tmp_path / "a" / "endpoints.csv")

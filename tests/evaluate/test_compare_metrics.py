@@ -165,7 +165,7 @@ def test_compare_writes_csv_and_markdown(out_dir: Path) -> None:
     assert table.loc["manual", "progression_rate"] == pytest.approx(4 / 6)
     written = pd.read_csv(out_dir / "comparison.csv")
     assert list(written.columns) == COMPARISON_COLUMNS == load_schema("comparison").columns
-    md = (out_dir / "comparison.md").read_text()
+    md = (out_dir / "comparison.md").read_text(encoding="utf-8")
     # The reference study's shape: progression found and mean lag in months per method.
     assert "| nlp | 6 | 67 % | +0.3 |" in md and "| manual | 6 | 67 % | reference |" in md
 

@@ -207,7 +207,7 @@ def test_ingredient_through_concept_ancestor_prefixes_a_brand_name(tmp_path):
         1518254,930,1,1
         1518254,920,1,1""",
     )
-    text = (src / "drug_exposure.csv").read_text().replace("11,1,920,", "11,1,930,")
+    text = (src / "drug_exposure.csv").read_text(encoding="utf-8").replace("11,1,920,", "11,1,930,")
     (src / "drug_exposure.csv").write_text(text)
     m = _read(convert_omop(src, tmp_path / "native"), "medications").set_index("medication_id")
     assert m.loc["11", "drug_name"] == "dexamethasone (Hemady 20 MG Oral Tablet)"

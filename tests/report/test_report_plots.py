@@ -20,7 +20,7 @@ def test_plot_writes_png_and_svg_of_every_figure(out_dir: Path) -> None:
         assert p.parent == out_dir / "plots" and p.stat().st_size > 5_000
     assert (out_dir / "plots" / "km.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Reproducible files: no creation date in the SVG, element ids from a fixed salt rather than random.
-    svg = (out_dir / "plots" / "km.svg").read_text()
+    svg = (out_dir / "plots" / "km.svg").read_text(encoding="utf-8")
     assert "<dc:date>" not in svg and "<svg" in svg
 
 

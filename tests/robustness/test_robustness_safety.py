@@ -208,7 +208,7 @@ def test_two_runs_give_byte_identical_outputs(clean, tmp_path: Path, monkeypatch
     run = extract_cli(clean.export, tmp_path / "again", clean.config, monkeypatch, capsys)
     assert run.code == 0, run.output
     assert digest(run.out) == digest(clean.out)
-    assert json.loads((run.out / "manifest.json").read_text())["quarantine_rows"] == 0
+    assert json.loads((run.out / "manifest.json").read_text(encoding="utf-8"))["quarantine_rows"] == 0
 
 
 def test_every_torch_load_uses_weights_only() -> None:

@@ -70,7 +70,7 @@ def test_a_patients_orders_do_not_change_when_the_cohort_grows(cohort, meds):
 
 
 def test_columns_follow_the_native_schema_plus_truth(meds):
-    schema = json.loads(resources.files("pfs.schemas").joinpath("medications.json").read_text())
+    schema = json.loads(resources.files("pfs.schemas").joinpath("medications.json").read_text(encoding="utf-8"))
     assert [f["name"] for f in schema["fields"]] == COLUMNS
     assert list(meds.columns) == COLUMNS + TRUTH_COLUMNS
     assert all(c.startswith("_truth_") for c in TRUTH_COLUMNS)

@@ -91,7 +91,7 @@ def test_potency_is_dexamethasone_equivalent(rules):
 
 
 def test_shipped_rule_file_cites_its_sources():
-    data = json.loads(resources.files("pfs.rules").joinpath("corticosteroids.json").read_text())
+    data = json.loads(resources.files("pfs.rules").joinpath("corticosteroids.json").read_text(encoding="utf-8"))
     assert {"potency", "rxnorm"} <= set(data["sources"])
     assert set(data["drugs"]) == {
         "dexamethasone",
@@ -105,7 +105,7 @@ def test_shipped_rule_file_cites_its_sources():
 
 
 def test_rule_file_rejects_unknown_keys_and_bad_potency():
-    data = json.loads(resources.files("pfs.rules").joinpath("corticosteroids.json").read_text())
+    data = json.loads(resources.files("pfs.rules").joinpath("corticosteroids.json").read_text(encoding="utf-8"))
     with pytest.raises(RuleFileError, match="unknown key"):
         parse_rules({**data, "extra": 1})
     bad = json.loads(json.dumps(data))

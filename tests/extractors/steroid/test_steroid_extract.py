@@ -196,7 +196,7 @@ def test_one_event_per_course(tmp_path: Path, one_per_course, kinds):
 def test_every_steroid_setting_is_documented():
     from importlib import resources
 
-    text = resources.files("pfs.config").joinpath("steroid.toml").read_text().splitlines()
+    text = resources.files("pfs.config").joinpath("steroid.toml").read_text(encoding="utf-8").splitlines()
     keys = [i for i, line in enumerate(text) if line and not line.startswith("#") and "=" in line]
     assert len(keys) == len(load_config().section("steroid"))
     for i in keys:
