@@ -186,32 +186,30 @@ def reencode(table: str, encoding: str) -> Injector:
     return inject
 
 
-def change_med(column: str, value: str) -> Injector:
-    def inject(export: Path) -> dict[str, int]:
-        row, _ = first_row(export, "medications", MED_PATIENT)
-        set_cell(export, "medications", row, column, value)
-        return {"row": row}
-    return inject
+def _changer(table: str, patient: str) -> Callable[[str, str], Injector]:
+    """Injectors that overwrite one cell of ``patient``'s first row of ``table``."""
+    def change(column: str, value: str) -> Injector:
+        def inject(export: Path) -> dict[str, int]:
+            row, _ = first_row(export, table, patient)
+            set_cell(export, table, row, column, value)
+            return {"row": row}
+        return inject
+    return change
 
 
-def append_med(**kw: str) -> Injector:
-    def inject(export: Path) -> dict[str, int]:
-        return {"new": append(export, "medications", [new_med(export, **kw)])[0]}
-    return inject
+def _appender(table: str, make_row: Callable[..., dict]) -> Callable[..., Injector]:
+    """Injectors that append one row built by ``make_row(export, **fields)`` to ``table``."""
+    def add(**kw: str) -> Injector:
+        def inject(export: Path) -> dict[str, int]:
+            return {"new": append(export, table, [make_row(export, **kw)])[0]}
+        return inject
+    return add
 
 
-def append_report(**kw: str) -> Injector:
-    def inject(export: Path) -> dict[str, int]:
-        return {"new": append(export, "reports", [new_report(export, **kw)])[0]}
-    return inject
-
-
-def change_patient(column: str, value: str) -> Injector:
-    def inject(export: Path) -> dict[str, int]:
-        row, _ = first_row(export, "patients", PATIENT_FAULT)
-        set_cell(export, "patients", row, column, value)
-        return {"row": row}
-    return inject
+change_med = _changer("medications", MED_PATIENT)
+change_patient = _changer("patients", PATIENT_FAULT)
+append_med = _appender("medications", new_med)
+append_report = _appender("reports", new_report)
 
 
 def duplicate_med_row(export: Path) -> dict[str, int]:
