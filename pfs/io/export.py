@@ -192,29 +192,13 @@ def _read_csv_text(text: str, path: Path, delim: str, table: str, quarantine: Qu
     """
     header_line = _first_line(text).rstrip("\r")
     header = next(csv.reader([header_line], delimiter=delim), [])
-    if len(set(header)) == len(header):
-        # An odd number of quotes means the file ends inside a quoted field, which pyarrow accepts.
-        fast = _read_csv_arrow(data, header, delim) if data is not None and data.count(b'"') % 2 == 0 else None
+    # An odd number of quotes means the file ends inside a quoted field, which pyarrow accepts.
+    if data is not None and data.count(b'"') % 2 == 0 and len(set(header)) == len(header):
+        fast = _read_csv_arrow(data, header, delim)
         if fast is not None:
             return fast
-        # pyarrow refused the file (or cannot take it): the csv module says exactly which records are bad.
-        return _read_csv_records(text, path, delim, table, quarantine)
-    try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=delim, engine="c",
-                         skip_blank_lines=True)
-        df["_row"] = range(1, len(df) + 1)
-        # keep_default_na=False turns empty fields into '', so NaN can only mean a short (truncated) row,
-        # and a short row is short at its end: its last field is the one that is missing.
-        short = df[df.columns[-2]].isna() if len(df.columns) > 1 else pd.Series(False, index=df.index)
-        if short.any():
-            quarantine.add(table, df.loc[short, "_row"], f"row has fewer fields than the header ({path.name})",
-                           stage="load")
-            df = df.loc[~short]
-        return df
-    except pd.errors.ParserError:
-        pass
-    except pd.errors.EmptyDataError as err:
-        raise ExportError(f"{path}: the file is empty (no header row)") from err
+    # Malformed records, undecodable bytes or duplicate header names: the csv module reads exactly what
+    # is there (duplicate names reach _check_columns, which names them) and says which records are bad.
     return _read_csv_records(text, path, delim, table, quarantine)
 
 

@@ -203,3 +203,12 @@ def test_partition_gives_each_group_of_patients_exactly_its_rows(small_export: P
             pd.testing.assert_frame_equal(part.table(name), expected)
             assert set(part.table(name)["patient_id"]) <= set(group)
     assert sum(len(p.table("medications")) for p in parts) == len(export.table("medications"))
+
+
+def test_a_column_named_twice_in_the_header_is_one_clear_error(tmp_path: Path) -> None:
+    root = tmp_path / "e"
+    root.mkdir()
+    (root / "patients.csv").write_text("patient_id,diagnosis_date,diagnosis_date\nP1,2020-01-01,2020-02-02\n",
+                                       encoding="utf-8")
+    with pytest.raises(ExportError, match=r"patients\.csv: column 'diagnosis_date' appears more than once"):
+        load_export(root)
