@@ -188,6 +188,61 @@ def _parse_trimmed_numbers(arr: pa.Array, index: pd.Index) -> pd.Series:
     return pd.Series(num.to_numpy(zero_copy_only=False), index=index, dtype="float64")
 
 
+class KeyLedger:
+    """The keys seen in earlier batches of a table, for uniqueness checks across batches.
+
+    Keeps a 64-bit hash and the first row of each key (16 bytes per row, not the keys themselves:
+    a million medication ids cost 16 MB). Two different keys share a hash with probability about
+    n²/2⁶⁵ (3e-8 for a million rows); within one batch keys are compared exactly.
+    """
+
+    def __init__(self) -> None:
+        self._hashes: dict[str, np.ndarray] = {}
+        self._rows: dict[str, np.ndarray] = {}
+
+    def first_rows(self, name: str, hashes: np.ndarray) -> np.ndarray:
+        """For each hash, the row where an earlier batch first had that key; -1 when none did."""
+        known = self._hashes.get(name)
+        if known is None or not len(known) or not len(hashes):
+            return np.full(len(hashes), -1, dtype="int64")
+        pos = np.searchsorted(known, hashes).clip(max=len(known) - 1)
+        return np.where(known[pos] == hashes, self._rows[name][pos], -1)
+
+    def add(self, name: str, hashes: np.ndarray, rows: np.ndarray) -> None:
+        """Record keys first seen in this batch (callers pass each new key once)."""
+        if not len(hashes):
+            return
+        h = np.concatenate([self._hashes.get(name, np.array([], dtype="uint64")), hashes.astype("uint64")])
+        r = np.concatenate([self._rows.get(name, np.array([], dtype="int64")), rows.astype("int64")])
+        order = np.argsort(h, kind="stable")
+        self._hashes[name], self._rows[name] = h[order], r[order]
+
+
+def _key_hashes(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    return pd.util.hash_pandas_object(df[columns].astype(str), index=False).to_numpy(dtype="uint64")
+
+
+def _earlier_duplicates(df: pd.DataFrame, columns: list[str], seen: KeyLedger | None,
+                        label: str) -> tuple[pd.Series, pd.Series]:
+    """Rows whose key an earlier batch already had, and that batch's first row of it; the keys new
+    in this batch are recorded (their first occurrence here, bad rows included, as within a batch)."""
+    none = pd.Series(False, index=df.index), pd.Series(-1, index=df.index, dtype="int64")
+    if seen is None or df.empty:
+        return none
+    present = df[columns].notna().all(axis=1)
+    if not present.any():
+        return none
+    h = _key_hashes(df.loc[present], columns)
+    first = pd.Series(-1, index=df.index, dtype="int64")
+    first.loc[present] = seen.first_rows(label, h)
+    earlier = first >= 0
+    fresh = present & ~earlier & ~df.duplicated(columns, keep="first")
+    fresh_h = pd.Series(0, index=df.index, dtype="uint64")
+    fresh_h.loc[present] = h
+    seen.add(label, fresh_h[fresh].to_numpy(), df.loc[fresh, "_row"].to_numpy())
+    return earlier, first
+
+
 def coerce_and_validate(
     frame: pd.DataFrame,
     schema: TableSchema,
@@ -195,12 +250,14 @@ def coerce_and_validate(
     *,
     table: str,
     date_format: str | None = None,
+    seen: KeyLedger | None = None,
 ) -> pd.DataFrame:
     """Type every schema column and quarantine the rows that break the schema.
 
     ``frame`` holds strings (blank = missing) plus ``_row``. Returns the typed frame with the
     offending rows removed; each failure is one quarantine line naming the column and the value.
     Each column is trimmed once, in Arrow; string columns come back as object (NaN = missing).
+    ``seen`` carries the keys of earlier batches of the same table, when it is read in batches.
     """
     import pyarrow.compute as pc
 
@@ -258,15 +315,18 @@ def coerce_and_validate(
     for f in schema.fields:
         if not f.unique:
             continue
-        dup = df[f.name].notna() & df[f.name].duplicated(keep="first") & ~bad
+        earlier, earlier_row = _earlier_duplicates(df, [f.name], seen, f.name)
+        dup = df[f.name].notna() & (df[f.name].duplicated(keep="first") | earlier) & ~bad
         if dup.any():
             first_row = df.drop_duplicates(f.name).set_index(f.name)["_row"]
-            reasons = "duplicate " + f.name + " (first seen at row " + df[f.name].map(first_row).astype(str) + ")"
+            first = df.loc[dup, f.name].map(first_row).astype("int64").where(~earlier[dup], earlier_row[dup])
+            reasons = ("duplicate " + f.name + " (first seen at row " + first.astype(str) + ")").reindex(df.index)
             quarantine.add_from(table, df, dup, reasons, stage="load", column=f.name)
             bad |= dup
     if len(schema.primary_key) > 1:
         key = list(schema.primary_key)
-        dup = df.duplicated(key, keep="first") & ~bad
+        earlier, _ = _earlier_duplicates(df, key, seen, "|".join(key))
+        dup = (df.duplicated(key, keep="first") | earlier) & ~bad
         quarantine.add_from(table, df, dup, f"duplicate key ({', '.join(key)})", stage="load", column=key[0])
         bad |= dup
     return df.loc[~bad].reset_index(drop=True)
