@@ -7,6 +7,7 @@ finish. Outputs are written atomically, and the manifest accounts for every inpu
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +20,14 @@ from pfs.cache import PatientCache
 from pfs.exceptions import ConfigError, StrictModeError
 from pfs.execution import Runner, make_runner
 from pfs.extractors import EXTRACTORS, empty_events, load_extractor
-from pfs.io.export import Export, load_export
+from pfs.io.export import Export
 from pfs.io.mapping import Mapping
-from pfs.io.output import write_json, write_table
+from pfs.io.output import TableAppender, write_json, write_table
+from pfs.io.staging import StagedExport, stage_export
 from pfs.io.schema import INPUT_TABLES, conform
 from pfs.reconcile import build_endpoints, follow_up_dates, reconcile_events
 from pfs.settings import Config, load_config
-from pfs.sources import SOURCE_TABLES, run_source
+from pfs.sources import SOURCE_TABLES, SourceRun, run_source
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +46,25 @@ class RunResult:
     #: patient results reused from / stored into the cache (not in the manifest: a resumed run's
     #: outputs must be byte-identical to an uninterrupted one's)
     cache: dict[str, int] = field(default_factory=dict)
+    #: per-source tables already written to ``out`` bucket by bucket (not held in :attr:`tables`)
+    table_files: dict[str, Path] = field(default_factory=dict)
 
 
 def _dated_records(export: Export) -> list[pd.Series]:
+    """The latest order, report and study date per patient (for the last follow-up)."""
     recs = []
     for name, col in (("medications", "order_date"), ("reports", "report_date"), ("imaging", "study_date")):
         t = export.table(name)
         if not t.empty:
-            recs.append(t.set_index("patient_id")[col].dropna())
+            recs.append(t.set_index("patient_id")[col].dropna().groupby(level=0).max())
     return recs
 
 
-def endpoints_for(export: Export, events: pd.DataFrame, config: Config,
+def endpoints_for(patients: pd.DataFrame, dated_records: list[pd.Series], events: pd.DataFrame, config: Config,
                   sources: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-source and reconciled endpoints; returns (endpoints, reconciled events)."""
-    patients = export.table("patients")
     settings = config.section("endpoints")
-    fu = follow_up_dates(patients, _dated_records(export))
+    fu = follow_up_dates(patients, dated_records)
     frames = []
     for source in sources:
         ev = events.loc[events["source"] == source]
@@ -69,6 +73,55 @@ def endpoints_for(export: Export, events: pd.DataFrame, config: Config,
     frames.append(build_endpoints(patients, reconciled, "reconciled", index_date=settings["index_date"],
                                   last_followup=fu))
     return conform(pd.concat(frames, ignore_index=True), "endpoints"), reconciled
+
+
+class _SourceTotals:
+    """One source's results gathered bucket by bucket; its big tables go straight to their files."""
+
+    def __init__(self, source: str, out: Path | None) -> None:
+        self.source, self.out = source, out
+        self.events: list[pd.DataFrame] = []
+        self.quarantine: list[pd.DataFrame] = []
+        self.tables: dict[str, TableAppender | list[pd.DataFrame]] = {}
+        self.counts: dict[str, int] = {}
+        self.failed: dict[str, str] = {}
+        self.patients = self.reused = 0
+
+    def add(self, run: SourceRun) -> None:
+        result = run.result
+        self.events.append(result.events)
+        if not result.quarantine.empty:
+            self.quarantine.append(result.quarantine)
+        for name, frame in result.tables.items():
+            if name not in self.tables:
+                self.tables[name] = [] if self.out is None else TableAppender(self.out / f"{name}.csv")
+            sink = self.tables[name]
+            sink.append(frame)
+        for key, value in result.counts.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.counts[key] = self.counts.get(key, 0) + value
+        self.failed.update(run.failed)
+        self.patients += run.patients
+        self.reused += run.reused
+
+    def all_failed(self) -> bool:
+        return bool(self.failed) and len(self.failed) == self.patients
+
+    def finish(self, keep: bool) -> dict[str, pd.DataFrame | Path]:
+        """The tables (frames, or the files written); ``keep=False`` throws away what is unfinished."""
+        done: dict[str, pd.DataFrame | Path] = {}
+        for name, sink in self.tables.items():
+            if isinstance(sink, TableAppender):
+                if keep:
+                    done[name] = sink.finish()
+                else:
+                    sink.discard()
+            elif keep:
+                done[name] = pd.concat(sink, ignore_index=True) if len(sink) > 1 else sink[0]
+        return done
+
+    def discard(self) -> None:
+        self.finish(keep=False)
 
 
 def run_extract(
@@ -88,6 +141,12 @@ def run_extract(
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> RunResult:
     """Run the pipeline on a native export; write outputs to ``out`` when given.
+
+    The export is read once, in batches, and staged on disk in buckets of consecutive patients
+    (``pipeline.bucket_patients``); the sources then run bucket by bucket, so memory holds one
+    bucket's rows whatever the size of the cohort. The per-source tables (steroid courses, report
+    labels, volumes) are written as the buckets finish; with ``out=None`` they are kept in
+    :attr:`RunResult.tables` instead.
 
     Args:
         export_dir: the export directory (native layout).
@@ -114,6 +173,7 @@ def run_extract(
         raise ConfigError(f"unknown source {unknown[0]!r} (known: {', '.join(EXTRACTORS)})")
     strict = pipe["strict"] if strict is None else strict
     say = progress or (lambda msg: None)
+    out = None if out is None else Path(out)
 
     conversion = None
     if fmt != "native":
@@ -122,70 +182,138 @@ def run_extract(
         if out is None:
             raise ConfigError(f"--format {fmt} needs an output directory to hold the converted native tables")
         say(f"converting the {fmt} export")
-        conversion = convert(export_dir, Path(out) / "native", fmt, **(convert_options or {}))
+        conversion = convert(export_dir, out / "native", fmt, **(convert_options or {}))
         export_dir = conversion.out
     say("loading export")
     as_of = _run_date(pipe["as_of"])
-    export = load_export(export_dir, mapping, as_of=as_of)
-    if conversion is not None:
-        export.quarantine.add_frame(conversion.quarantine)
-    _check_strict(strict, export.quarantine.frame(), export.files)
-
-    events_frames, tables, source_status = [], {}, {}
-    cache = PatientCache(cache_dir)
-    runner: Runner | None = None
-    try:
+    if out is not None:
+        _prepare_out(out)
+    staged = stage_export(export_dir, mapping, as_of=as_of, directory=out,
+                          bucket_patients=int(pipe["bucket_patients"]),
+                          block_bytes=int(float(pipe["read_batch_mb"]) * 1024 * 1024))
+    with staged:
+        export = staged.base
+        if conversion is not None:
+            export.quarantine.add_frame(conversion.quarantine)
+        _check_strict(strict, export.quarantine.frame(), export.files)
+        source_status: dict[str, dict] = {}
+        active: list[str] = []
         for source in sources:
             needs = SOURCE_TABLES[source]
-            if not export.has(needs):
+            if not staged.has(needs):
                 # A source with no input at all would otherwise report "0 % progression", which is not a finding.
                 source_status[source] = {"status": f"skipped: no {needs} table in the export", "events": 0}
-                continue
-            if load_extractor(source) is None:
+            elif load_extractor(source) is None:
                 source_status[source] = {"status": "not built in this version", "events": 0}
                 log.warning("source %s is not built in this version of pfs; skipped", source)
-                continue
-            if runner is None:
-                runner = make_runner(pipe["workers"] if workers is None else workers, scheduler or pipe["scheduler"]
-                                     or None)
-            say(f"running {source} extractor")
-            run = run_source(source, export, cfg, runner=runner, cache=cache, progress=on_progress)
-            result = run.result
-            if run.failed and len(run.failed) == run.patients:
-                first = next(iter(run.failed.values()))
-                log.error("the %s extractor failed on every patient", source)
-                source_status[source] = {"status": f"failed: {first}", "events": 0}
-                continue
-            if not result.quarantine.empty:
-                export.quarantine.add_frame(result.quarantine)
-                _check_strict(strict, export.quarantine.frame(), export.files)
-            events_frames.append(result.events)
-            tables.update(result.tables)
-            status = "ran" if not run.failed else f"ran ({len(run.failed)} patient(s) failed, rows quarantined)"
-            source_status[source] = {"status": status, "events": int(len(result.events)), "counts": result.counts}
-            log.info("%s: %d patients, %d from the cache", source, run.patients, run.reused)
-    finally:
-        if runner is not None:
-            runner.close()
-    cache_stats = {"reused": cache.hits, "stored": cache.stored}
-
-    events = conform(pd.concat(events_frames, ignore_index=True), "events") if events_frames else empty_events()
-    events = events.sort_values(["patient_id", "event_date", "source", "ref_id"], kind="stable").reset_index(drop=True)
-    ran = [s for s in sources if source_status[s]["status"] == "ran"]
-    say("building endpoints")
-    endpoints, reconciled = endpoints_for(export, events, cfg, ran)
-    tables["reconciled_events"] = reconciled
-    quarantine = export.quarantine.frame()
-    manifest = build_manifest(export, cfg, sources, source_status, quarantine)
+            else:
+                active.append(source)
+        totals = {source: _SourceTotals(source, out) for source in active}
+        try:
+            dated = _run_buckets(staged, active, totals, cfg, strict, say, on_progress, cache_dir,
+                                 workers if workers is not None else pipe["workers"], scheduler or pipe["scheduler"] or None)
+            events, tables, written = _gather(export, active, totals, source_status)
+        except BaseException:
+            for t in totals.values():  # no half-written table is left behind
+                t.discard()
+            raise
+        cache_stats = dated["cache"]
+        ran = [s for s in sources if source_status[s]["status"] == "ran"]
+        say("building endpoints")
+        endpoints, reconciled = endpoints_for(export.table("patients"), dated["records"], events, cfg, ran)
+        tables["reconciled_events"] = reconciled
+        quarantine = export.quarantine.frame()
+        manifest = build_manifest(export, cfg, sources, source_status, quarantine)
     manifest["as_of"] = as_of.date().isoformat()
     if conversion is not None:
         manifest["conversion"] = {"format": fmt, "counts": conversion.counts}
     result = RunResult(events=events, endpoints=endpoints, quarantine=quarantine, tables=tables,
-                       manifest=manifest, cache=cache_stats)
+                       manifest=manifest, cache=cache_stats, table_files=written)
     if out is not None:
         say("writing outputs")
-        result.out = write_outputs(result, Path(out))
+        result.out = write_outputs(result, out)
     return result
+
+
+def _gather(export: Export, active: list[str], totals: dict[str, _SourceTotals],
+            source_status: dict[str, dict]) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], dict[str, Path]]:
+    """Events, in-memory tables and written tables of the sources; a source that failed on every
+    patient is reported as failed and leaves nothing."""
+    events_frames: list[pd.DataFrame] = []
+    tables: dict[str, pd.DataFrame] = {}
+    written: dict[str, Path] = {}
+    for source in active:
+        t = totals[source]
+        if t.all_failed():
+            first = next(iter(t.failed.values()))
+            log.error("the %s extractor failed on every patient", source)
+            source_status[source] = {"status": f"failed: {first}", "events": 0}
+            t.discard()
+            continue
+        for frame in t.quarantine:
+            export.quarantine.add_frame(frame)
+        events = pd.concat(t.events, ignore_index=True) if t.events else empty_events()
+        events_frames.append(events)
+        for name, value in t.finish(keep=True).items():
+            if isinstance(value, Path):
+                written[name] = value
+            else:
+                tables[name] = value
+        status = "ran" if not t.failed else f"ran ({len(t.failed)} patient(s) failed, rows quarantined)"
+        source_status[source] = {"status": status, "events": int(len(events)), "counts": t.counts}
+        log.info("%s: %d patients, %d from the cache", source, t.patients, t.reused)
+    events = conform(pd.concat(events_frames, ignore_index=True), "events") if events_frames else empty_events()
+    events = events.sort_values(["patient_id", "event_date", "source", "ref_id"], kind="stable")
+    return events.reset_index(drop=True), tables, written
+
+
+def _run_buckets(staged: StagedExport, active: list[str], totals: dict[str, _SourceTotals], cfg: Config,
+                 strict: bool, say: Callable[[str], None], on_progress: Callable[[str, int, int], None] | None,
+                 cache_dir: Path | str | None, workers: int, scheduler: str | None) -> dict[str, Any]:
+    """Every active source on every bucket of patients, in patient order."""
+    cache = PatientCache(cache_dir)
+    report = on_progress or (lambda label, done, total: None)
+    n_patients = len(staged.patient_ids)
+    offsets: dict[str, int] = {}
+    records: list[pd.Series] = []
+    runner: Runner | None = None
+    try:
+        for i in range(len(staged)):
+            sub = staged.bucket(i)
+            records.extend(_dated_records(sub))
+            for source in active:
+                if runner is None:
+                    runner = make_runner(workers, scheduler)
+                say(f"running {source} extractor" + (f" (patients bucket {i + 1} of {len(staged)})"
+                                                      if len(staged) > 1 else ""))
+                seen: dict[str, int] = {}
+
+                def progress(label: str, done: int, total: int) -> None:
+                    seen[label] = total
+                    base = offsets.get(label, 0)
+                    report(label, base + done, n_patients if label in totals else base + total)
+
+                run = run_source(source, sub, cfg, runner=runner, cache=cache, progress=progress)
+                totals[source].add(run)
+                for label, total in seen.items():
+                    offsets[label] = offsets.get(label, 0) + total
+                if strict and not run.result.quarantine.empty:
+                    _check_strict(strict, run.result.quarantine, staged.base.files)
+            del sub
+    finally:
+        if runner is not None:
+            runner.close()
+    return {"records": records, "cache": {"reused": cache.hits, "stored": cache.stored}}
+
+
+def _prepare_out(out: Path) -> None:
+    """Remove an earlier run's manifest (tables are rewritten from here on, and a manifest would make
+    a half-rewritten folder look finished) and the staged rows a killed run left behind."""
+    (out / "manifest.json").unlink(missing_ok=True)
+    if out.is_dir():
+        for old in out.glob("pfs-staging-*"):
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
 
 
 def _run_date(text: str) -> pd.Timestamp:
@@ -240,8 +368,9 @@ def write_outputs(result: RunResult, out: Path) -> Path:
     write_table(result.quarantine, out / "quarantine.csv")
     for name, frame in sorted(result.tables.items()):
         write_table(frame, out / f"{name}.csv")
+    names = set(result.tables) | set(result.table_files)
     result.manifest["outputs"] = sorted(
-        ["events.csv", "endpoints.csv", "quarantine.csv", "manifest.json"] + [f"{n}.csv" for n in result.tables]
+        ["events.csv", "endpoints.csv", "quarantine.csv", "manifest.json"] + [f"{n}.csv" for n in names]
     )
     # The manifest goes last: its presence says the run finished.
     write_json(result.manifest, out / "manifest.json")

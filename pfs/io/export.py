@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -222,8 +223,14 @@ class _TableReader:
         return df
 
 
-#: Receives the clean batches of a streamed table: ``sink(table, batch)``.
-Sink = Callable[[str, pd.DataFrame], None]
+class Sink(Protocol):
+    """Receives the clean batches of the streamed tables (see :mod:`pfs.io.staging`)."""
+
+    def begin(self, patients: pd.DataFrame) -> None:
+        """Called once with the clean patients table, before any other table's batch."""
+
+    def add(self, name: str, batch: pd.DataFrame) -> None:
+        """Called with each clean batch of a table that is not per patient (at least one per table)."""
 
 
 def read_export(root: Path | str, mapping: Mapping | Path | str | None = None,
@@ -260,10 +267,12 @@ def read_export(root: Path | str, mapping: Mapping | Path | str | None = None,
         reader = _TableReader(root, path, name, tm, quarantine, notes, as_of, block_bytes, out.get("patients"))
         if sink is not None and name not in PER_PATIENT_TABLES:
             for batch in reader:
-                sink(name, batch)
+                sink.add(name, batch)
         else:
             parts = list(reader)
             out[name] = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+            if name == "patients" and sink is not None:
+                sink.begin(out[name])
         files[name] = path
         counts[name] = reader.rows_read
         hashes[str(path.relative_to(root))] = reader.probe.sha256

@@ -25,15 +25,59 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def write_table(frame: pd.DataFrame, path: Path) -> Path:
-    """Write a CSV (dates as ISO 8601) atomically; the same frame always gives the same bytes."""
+def _csv_bytes(frame: pd.DataFrame, header: bool = True) -> bytes:
     out = frame.copy()
     for col in out.columns:
         if pd.api.types.is_datetime64_any_dtype(out[col]):
             out[col] = out[col].dt.strftime("%Y-%m-%d")
-    data = out.to_csv(index=False, lineterminator="\n").encode("utf-8")
-    _atomic_write_bytes(Path(path), data)
+    return out.to_csv(index=False, header=header, lineterminator="\n").encode("utf-8")
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> Path:
+    """Write a CSV (dates as ISO 8601) atomically; the same frame always gives the same bytes."""
+    _atomic_write_bytes(Path(path), _csv_bytes(frame))
     return Path(path)
+
+
+class TableAppender:
+    """Writes a CSV piece by piece: the same bytes as :func:`write_table` on the pieces joined.
+
+    The file appears under its name only on :meth:`finish`, so an interrupted run leaves no table
+    that looks complete.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self._tmp = Path(tmp)
+        self._fh = os.fdopen(fd, "wb")
+        self._columns: list[str] | None = None
+
+    def append(self, frame: pd.DataFrame) -> None:
+        if self._columns is None:
+            self._columns = list(frame.columns)
+            self._fh.write(_csv_bytes(frame))
+            return
+        if list(frame.columns) != self._columns:
+            new = [c for c in frame.columns if c not in self._columns]
+            if new:
+                raise ValueError(f"{self.path.name}: a later piece has columns the first had not: {new}")
+            frame = frame.reindex(columns=self._columns)
+        if len(frame):
+            self._fh.write(_csv_bytes(frame, header=False))
+
+    def finish(self) -> Path:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+        self._tmp.unlink(missing_ok=True)
 
 
 def write_json(obj: Any, path: Path) -> Path:
