@@ -27,7 +27,7 @@ from pfs.io.staging import StagedExport, stage_export
 from pfs.io.schema import INPUT_TABLES, conform
 from pfs.reconcile import build_endpoints, follow_up_dates, reconcile_events
 from pfs.settings import Config, load_config
-from pfs.sources import SOURCE_TABLES, SourceRun, run_source
+from pfs.sources import SOURCE_TABLES, SourceRun, add_counts, run_source
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,8 @@ def endpoints_for(patients: pd.DataFrame, dated_records: list[pd.Series], events
 class _SourceTotals:
     """One source's results gathered bucket by bucket; its big tables go straight to their files."""
 
-    def __init__(self, source: str, out: Path | None) -> None:
-        self.source, self.out = source, out
+    def __init__(self, out: Path | None) -> None:
+        self.out = out
         self.events: list[pd.DataFrame] = []
         self.quarantine: list[pd.DataFrame] = []
         self.tables: dict[str, TableAppender | list[pd.DataFrame]] = {}
@@ -95,11 +95,8 @@ class _SourceTotals:
         for name, frame in result.tables.items():
             if name not in self.tables:
                 self.tables[name] = [] if self.out is None else TableAppender(self.out / f"{name}.csv")
-            sink = self.tables[name]
-            sink.append(frame)
-        for key, value in result.counts.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                self.counts[key] = self.counts.get(key, 0) + value
+            self.tables[name].append(frame)
+        add_counts(self.counts, result.counts)
         self.failed.update(run.failed)
         self.patients += run.patients
         self.reused += run.reused
@@ -208,7 +205,7 @@ def run_extract(
                 log.warning("source %s is not built in this version of pfs; skipped", source)
             else:
                 active.append(source)
-        totals = {source: _SourceTotals(source, out) for source in active}
+        totals = {source: _SourceTotals(out) for source in active}
         try:
             dated = _run_buckets(staged, active, totals, cfg, strict, say, on_progress, cache_dir,
                                  workers if workers is not None else pipe["workers"], scheduler or pipe["scheduler"] or None)

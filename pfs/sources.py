@@ -136,12 +136,18 @@ def _split(result: ExtractorResult, pids: list[str]) -> dict[str, PatientPiece]:
     }
 
 
+def add_counts(total: dict[str, int], counts: dict[str, Any]) -> dict[str, int]:
+    """Add the numeric ``counts`` into ``total`` (counts of parts of a cohort add up)."""
+    for key, value in counts.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            total[key] = total.get(key, 0) + value
+    return total
+
+
 def _sum_counts(pieces: Iterable[PatientPiece]) -> dict[str, int]:
     total: dict[str, int] = {}
     for piece in pieces:
-        for key, value in piece.counts.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                total[key] = total.get(key, 0) + value
+        add_counts(total, piece.counts)
     return total
 
 

@@ -165,27 +165,39 @@ def _check_paths(df: pd.DataFrame, root: Path, name: str, quarantine: Quarantine
 
 class _TableReader:
     """Reads and validates one table file batch by batch, keeping what must be known across
-    batches (row numbers, the keys seen so far for the uniqueness checks)."""
+    batches (row numbers, the keys seen so far for the uniqueness checks).
 
-    def __init__(self, root: Path, path: Path, name: str, tm: TableMapping, quarantine: Quarantine,
-                 notes: list[str], as_of: pd.Timestamp, block_bytes: int,
-                 patients: pd.DataFrame | None) -> None:
+    Its quarantine rows are its own until the table is read to the end: a table pyarrow gives up
+    on part-way is read again from the start (:meth:`read_again_without_arrow`), and the first
+    attempt must leave no trace.
+    """
+
+    def __init__(self, root: Path, path: Path, name: str, tm: TableMapping, notes: list[str],
+                 as_of: pd.Timestamp, block_bytes: int, patients: pd.DataFrame | None,
+                 dropped_patients: set[str]) -> None:
         self.root, self.path, self.name, self.tm = root, path, name, tm
-        self.quarantine, self.notes, self.as_of, self.block_bytes = quarantine, notes, as_of, block_bytes
+        self.as_of, self.block_bytes = as_of, block_bytes
         self.schema = load_schema(name)
-        self.probe = scan.probe(path, tm, notes, block_bytes)
+        self.probe = scan.probe(path, tm, notes)
         self.columns = _header_columns(self.probe.header, tm)
         _check_columns(self.columns, name, path, notes)
+        self.known = None if patients is None or name == "patients" else set(patients["patient_id"])
+        self.dropped_patients = dropped_patients
+        self.read_again_without_arrow(first=True)
+
+    def read_again_without_arrow(self, first: bool = False) -> None:
+        """Forget what was read so far; the next pass uses the csv module."""
+        if not first:
+            self.probe.arrow_ok = False
+        self.quarantine = Quarantine()
         self.seen = KeyLedger()
         self.rows_read = 0
-        self.known: set[str] | None = None
-        self.dropped_patients: set[str] = set()
-        if patients is not None and name != "patients":
-            self.known = set(patients["patient_id"])
-            self.dropped_patients = set(_quarantined_patient_ids(quarantine))
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
-        """The clean, typed rows, one batch at a time (at least one batch, maybe empty)."""
+        """The clean, typed rows, one batch at a time (at least one batch, maybe empty).
+
+        Raises :class:`scan.ArrowGaveUp` when pyarrow meets a malformed record part-way.
+        """
         before = len(self.quarantine)
         for raw in scan.batches(self.path, self.probe, self.name, self.quarantine, self.block_bytes):
             # Rows read = clean records + records already quarantined as malformed.
@@ -232,6 +244,9 @@ class Sink(Protocol):
     def add(self, name: str, batch: pd.DataFrame) -> None:
         """Called with each clean batch of a table that is not per patient (at least one per table)."""
 
+    def discard(self, name: str) -> None:
+        """Forget every batch of ``name`` received so far (the table is about to be read again)."""
+
 
 def read_export(root: Path | str, mapping: Mapping | Path | str | None = None,
                 tables: tuple[str, ...] = INPUT_TABLES, as_of: pd.Timestamp | None = None, *,
@@ -264,12 +279,24 @@ def read_export(root: Path | str, mapping: Mapping | Path | str | None = None,
                 raise ExportError(f"{root}: required table '{name}' not found (expected {name}.csv or {name}.parquet)")
             notes.append(f"table '{name}' not present")
             continue
-        reader = _TableReader(root, path, name, tm, quarantine, notes, as_of, block_bytes, out.get("patients"))
-        if sink is not None and name not in PER_PATIENT_TABLES:
-            for batch in reader:
-                sink.add(name, batch)
-        else:
-            parts = list(reader)
+        dropped = set(_quarantined_patient_ids(quarantine))
+        reader = _TableReader(root, path, name, tm, notes, as_of, block_bytes, out.get("patients"), dropped)
+        streamed = sink is not None and name not in PER_PATIENT_TABLES
+        while True:
+            try:
+                if streamed:
+                    for batch in reader:
+                        sink.add(name, batch)
+                else:
+                    parts = list(reader)
+                break
+            except scan.ArrowGaveUp:
+                # A malformed record part-way through: start this table again with the csv module.
+                if streamed:
+                    sink.discard(name)
+                reader.read_again_without_arrow()
+        quarantine.extend(reader.quarantine)
+        if not streamed:
             out[name] = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
             if name == "patients" and sink is not None:
                 sink.begin(out[name])
@@ -301,7 +328,11 @@ def read_table(path: Path, name: str, tm: TableMapping, quarantine: Quarantine,
     """
     p = scan.probe(path, tm, notes)
     before = len(quarantine)
-    parts = list(scan.batches(path, p, name, quarantine))
+    try:
+        parts = list(scan.batches(path, p, name, quarantine))
+    except scan.ArrowGaveUp:
+        p.arrow_ok = False  # the pyarrow pass quarantines nothing: nothing to undo
+        parts = list(scan.batches(path, p, name, quarantine))
     df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     df.columns = _header_columns(p.header, tm) + ["_row"]
     return df, len(df) + len(quarantine) - before, p.sha256, p.binary

@@ -16,7 +16,8 @@ from typing import IO
 
 from pfs.exceptions import ExportError
 
-#: Decompressed bytes pfs reads out of one gzip file (a table is loaded whole into memory).
+#: Decompressed bytes pfs reads out of one gzip file (tables are streamed, but a bomb still fills the disk
+#: through the staged rows and costs the time to decompress it).
 MAX_DECOMPRESSED_BYTES = 4 * 1024**3
 _CHUNK = 1024 * 1024
 

@@ -89,6 +89,10 @@ class Quarantine:
             patient_ids=sel["patient_id"].tolist() if "patient_id" in sel else None,
         )
 
+    def extend(self, other: Quarantine) -> None:
+        """Take over every row of ``other``."""
+        self._frames.extend(other._frames)
+
     def frame(self) -> pd.DataFrame:
         if not self._frames:
             return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else "object") for c in COLUMNS})

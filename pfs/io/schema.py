@@ -219,28 +219,37 @@ class KeyLedger:
 
 
 def _key_hashes(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    return pd.util.hash_pandas_object(df[columns].astype(str), index=False).to_numpy(dtype="uint64")
+    """64-bit hashes of the keys (each value as text; no factorising: keys are mostly distinct)."""
+    hashes = [pd.util.hash_array((df[c] if df[c].dtype == object else df[c].astype(str)).to_numpy(dtype=object),
+                                 categorize=False) for c in columns]
+    out = hashes[0]
+    for h in hashes[1:]:  # combine column hashes in order (a, b) != (b, a)
+        out = (out * np.uint64(0x100000001B3)) ^ h
+    return out
 
 
-def _earlier_duplicates(df: pd.DataFrame, columns: list[str], seen: KeyLedger | None,
-                        label: str) -> tuple[pd.Series, pd.Series]:
+def _earlier_duplicates(df: pd.DataFrame, columns: list[str], seen: KeyLedger | None, label: str,
+                        repeated: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Rows whose key an earlier batch already had, and that batch's first row of it; the keys new
-    in this batch are recorded (their first occurrence here, bad rows included, as within a batch)."""
+    in this batch are recorded (their first occurrence here, bad rows included, as within a batch).
+
+    ``repeated`` marks the rows whose key occurred earlier in this batch.
+    """
     none = pd.Series(False, index=df.index), pd.Series(-1, index=df.index, dtype="int64")
     if seen is None or df.empty:
         return none
-    present = df[columns].notna().all(axis=1)
+    present = df[columns].notna().all(axis=1).to_numpy()
     if not present.any():
         return none
     h = _key_hashes(df.loc[present], columns)
-    first = pd.Series(-1, index=df.index, dtype="int64")
-    first.loc[present] = seen.first_rows(label, h)
+    first = np.full(len(df), -1, dtype="int64")
+    first[present] = seen.first_rows(label, h)
     earlier = first >= 0
-    fresh = present & ~earlier & ~df.duplicated(columns, keep="first")
-    fresh_h = pd.Series(0, index=df.index, dtype="uint64")
-    fresh_h.loc[present] = h
-    seen.add(label, fresh_h[fresh].to_numpy(), df.loc[fresh, "_row"].to_numpy())
-    return earlier, first
+    fresh = present & ~earlier & ~repeated.to_numpy()
+    all_h = np.zeros(len(df), dtype="uint64")
+    all_h[present] = h
+    seen.add(label, all_h[fresh], df["_row"].to_numpy()[fresh])
+    return pd.Series(earlier, index=df.index), pd.Series(first, index=df.index)
 
 
 def coerce_and_validate(
@@ -315,8 +324,9 @@ def coerce_and_validate(
     for f in schema.fields:
         if not f.unique:
             continue
-        earlier, earlier_row = _earlier_duplicates(df, [f.name], seen, f.name)
-        dup = df[f.name].notna() & (df[f.name].duplicated(keep="first") | earlier) & ~bad
+        repeated = df[f.name].duplicated(keep="first")
+        earlier, earlier_row = _earlier_duplicates(df, [f.name], seen, f.name, repeated)
+        dup = df[f.name].notna() & (repeated | earlier) & ~bad
         if dup.any():
             first_row = df.drop_duplicates(f.name).set_index(f.name)["_row"]
             first = df.loc[dup, f.name].map(first_row).astype("int64").where(~earlier[dup], earlier_row[dup])
@@ -325,8 +335,9 @@ def coerce_and_validate(
             bad |= dup
     if len(schema.primary_key) > 1:
         key = list(schema.primary_key)
-        earlier, _ = _earlier_duplicates(df, key, seen, "|".join(key))
-        dup = (df.duplicated(key, keep="first") | earlier) & ~bad
+        repeated = df.duplicated(key, keep="first")
+        earlier, _ = _earlier_duplicates(df, key, seen, "|".join(key), repeated)
+        dup = (repeated | earlier) & ~bad
         quarantine.add_from(table, df, dup, f"duplicate key ({', '.join(key)})", stage="load", column=key[0])
         bad |= dup
     return df.loc[~bad].reset_index(drop=True)

@@ -58,6 +58,11 @@ class _BucketWriter:
                 pickle.dump(piece, fh, protocol=pickle.HIGHEST_PROTOCOL)
             self.rows[name][i] += len(piece)
 
+    def discard(self, name: str) -> None:
+        shutil.rmtree(self.directory / name, ignore_errors=True)
+        self.templates.pop(name, None)
+        self.rows.pop(name, None)
+
     def _path(self, name: str, bucket: int) -> Path:
         return self.directory / name / f"{bucket:06d}.pkl"
 
