@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pfs.io.export import PER_PATIENT_TABLES, Export, read_export
+from pfs.io.export import Export, read_export
 from pfs.io.mapping import Mapping
 from pfs.io.quarantine import Quarantine
 from pfs.io.scan import DEFAULT_BATCH_BYTES
@@ -163,4 +163,4 @@ def stage_export(root: Path | str, mapping: Mapping | Path | str | None = None, 
     return StagedExport(base=base, _writer=writer, _tmp=tmp)
 
 
-__all__ = ["PER_PATIENT_TABLES", "StagedExport", "stage_export"]
+__all__ = ["StagedExport", "stage_export"]
