@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 a bug (traceback shown); 2 usage or other user error; 3 export cannot be
 read; 4 invalid config/mapping/rule file; 5 ``--strict`` and a row was quarantined; 6 finished
-but a source failed (see manifest.json). Heavy libraries are imported inside the commands so that
+but a source failed (see manifest.json); 7 a file could not be written or read (disk full,
+permission denied). Heavy libraries are imported inside the commands so that
 ``pfs --help`` stays instant.
 """
 
@@ -303,6 +304,13 @@ def main() -> None:
         sys.exit(err.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except OSError as err:
+        # The disk or the file system said no (full disk, permissions): the user's to fix, not a bug.
+        from pfs.exceptions import StorageError
+
+        where = f"{err.filename}: " if err.filename else ""
+        typer.echo(f"pfs: error: {where}{err.strerror or err}", err=True)
+        sys.exit(StorageError.exit_code)
     except typer.Abort:
         typer.echo("pfs: aborted", err=True)
         sys.exit(130)

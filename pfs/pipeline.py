@@ -17,7 +17,7 @@ import pandas as pd
 
 from pfs import __version__
 from pfs.cache import PatientCache
-from pfs.exceptions import ConfigError, StrictModeError
+from pfs.exceptions import ConfigError, PfsError, StrictModeError
 from pfs.execution import Runner, make_runner
 from pfs.extractors import EXTRACTORS, empty_events, load_extractor
 from pfs.io.export import Export
@@ -171,6 +171,8 @@ def run_extract(
     strict = pipe["strict"] if strict is None else strict
     say = progress or (lambda msg: None)
     out = None if out is None else Path(out)
+    if out is not None and out.exists() and not out.is_dir():
+        raise PfsError(f"{out}: the output folder given exists and is not a folder")
 
     conversion = None
     if fmt != "native":

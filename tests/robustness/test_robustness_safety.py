@@ -228,3 +228,20 @@ def test_every_torch_load_uses_weights_only() -> None:
                 calls.append((path.name, node.lineno, ok))
     assert calls, "no torch.load call found: the check is looking in the wrong place"
     assert all(ok for _, _, ok in calls), calls
+
+
+def test_a_full_disk_is_one_line_naming_the_cause_not_a_traceback(clean, tmp_path: Path, monkeypatch, capsys) -> None:
+    _fail_on_third_fsync(monkeypatch)
+    run = extract_cli(clean.export, tmp_path / "out", clean.config, monkeypatch, capsys)
+    assert run.code == 7, run.output
+    assert "pfs: error: No space left on device" in run.output and "Traceback" not in run.output
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_an_output_folder_that_is_a_file_is_a_clear_error(clean, tmp_path: Path, monkeypatch, capsys) -> None:
+    target = tmp_path / "results"
+    target.write_text("not a folder", encoding="utf-8")
+    run = extract_cli(clean.export, target, clean.config, monkeypatch, capsys)
+    assert run.code == 2, run.output
+    assert f"{target}: the output folder given exists and is not a folder" in run.output
+    assert target.read_text(encoding="utf-8") == "not a folder"
