@@ -148,8 +148,9 @@ def probe(path: Path, tm: TableMapping, notes: list[str]) -> Probe:
         notes.append(f"{path.name}: not valid UTF-8 (first bad byte on line {first_bad_line}); read as Latin-1")
         codec = "latin-1"
 
-    first = head.split(b"\n", 1)[0]
-    line = first.decode(_python_codec(codec), errors=_errors(codec)).lstrip("\ufeff").rstrip("\r")
+    # Decode before splitting: in UTF-16 a newline is two bytes.
+    text = codecs.getincrementaldecoder(_python_codec(codec))(errors=_errors(codec)).decode(head)
+    line = text.split("\n", 1)[0].lstrip("\ufeff").rstrip("\r")
     delim = _sniff_delimiter(line, path, tm, notes)
     header = next(csv.reader([line], delimiter=delim), [])
     # pyarrow reads well-formed UTF-8 (or transcoded) files; an odd number of quotes means the file ends

@@ -143,3 +143,32 @@ def test_staged_buckets_hold_each_patient_s_rows_once_in_file_order(tmp_path: Pa
         staged_dir = next((tmp_path / "stage").iterdir())
         assert any(staged_dir.rglob("*.pkl"))
     assert not any((tmp_path / "stage").iterdir())  # the staged rows are deleted
+
+
+def test_a_repeated_study_and_sequence_far_apart_is_found_across_batches(tmp_path: Path) -> None:
+    root = _export(tmp_path / "e", [_med(0)])
+    (root / "img").mkdir()
+    (root / "img" / "t1c.nii.gz").write_bytes(b"")  # only its existence is checked at load
+    rows = ["patient_id,study_id,study_date,sequence,path,mask_path"]
+    for i in range(400):
+        seq = ("T1", "T1Gd", "T2", "T2-FLAIR")[i % 4]  # synonyms are normalised before the key check
+        rows.append(f"P{(i // 4) % 30:03d},S{i // 4:04d},2020-05-01,{seq},img/t1c.nii.gz,")
+    rows.append("P000,S0002,2020-05-01,T1C,img/t1c.nii.gz,")  # row 401: the key of row 10 (T1Gd)
+    (root / "imaging.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    batched = read_export(root, block_bytes=SMALL)
+    q = batched.quarantine.frame()
+    assert q[["table", "row", "reason"]].values.tolist() == [["imaging", 401, "duplicate key (study_id, sequence)"]]
+    assert len(batched.table("imaging")) == 400
+    _same(load_export(root), batched)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_a_utf16_table_named_in_the_mapping_is_read_in_batches(tmp_path: Path, encoding: str) -> None:
+    root = _export(tmp_path / "e", [_med(i) for i in range(600)])
+    path = root / "medications.csv"
+    path.write_bytes(path.read_text(encoding="utf-8").encode(encoding))
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(f'[tables.medications]\nencoding = "{encoding}"\n', encoding="utf-8")
+    batched = read_export(root, mapping, block_bytes=SMALL)
+    assert batched.quarantine.frame().empty and len(batched.table("medications")) == 600
+    _same(load_export(root, mapping), batched)
