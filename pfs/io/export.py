@@ -4,6 +4,11 @@ Every row read is either returned (typed, with its data-row number in ``_row``) 
 the quarantine with the file, row, column and reason. Problems that make a whole table unusable
 (no patients table, a required column missing) raise :class:`~pfs.exceptions.ExportError`
 naming the file and column.
+
+Each file is read in batches (:mod:`pfs.io.scan`) and validated batch by batch; what must hold
+across batches (row numbers, unique ids) is carried from one batch to the next, so a table read in
+batches gives exactly what it would give read whole. :func:`load_export` gathers the batches in
+memory; ``pfs extract`` hands them to :mod:`pfs.io.staging` instead.
 """
 
 from __future__ import annotations
