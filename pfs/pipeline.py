@@ -272,30 +272,34 @@ def _run_buckets(staged: StagedExport, active: list[str], totals: dict[str, _Sou
     """Every active source on every bucket of patients, in patient order."""
     cache = PatientCache(cache_dir)
     report = on_progress or (lambda label, done, total: None)
-    n_patients = len(staged.patient_ids)
-    offsets: dict[str, int] = {}
+    # Progress counts over the whole cohort: patients per source, and MRI studies (counted at staging).
+    patients = [len(staged.patients_in(i)) for i in range(len(staged))]
+    studies = [staged.studies_in(i) for i in range(len(staged))]
     records: list[pd.Series] = []
     runner: Runner | None = None
     try:
         for i in range(len(staged)):
             sub = staged.bucket(i)
             records.extend(_dated_records(sub))
+            before = {"patients": sum(patients[:i]), "MRI studies": sum(studies[:i])}
             for source in active:
                 if runner is None:
                     runner = make_runner(workers, scheduler)
                 say(f"running {source} extractor" + (f" (patients bucket {i + 1} of {len(staged)})"
                                                       if len(staged) > 1 else ""))
-                seen: dict[str, int] = {}
+                studies_shown = [False]
 
                 def progress(label: str, done: int, total: int) -> None:
-                    seen[label] = total
-                    base = offsets.get(label, 0)
-                    report(label, base + done, n_patients if label in totals else base + total)
+                    if label == "MRI studies":
+                        studies_shown[0] = True
+                        report(label, before[label] + done, sum(studies))
+                    else:
+                        report(label, before["patients"] + done, sum(patients))
 
                 run = run_source(source, sub, cfg, runner=runner, cache=cache, progress=progress)
+                if studies_shown[0]:  # the bucket's cached studies count as done too
+                    report("MRI studies", before["MRI studies"] + studies[i], sum(studies))
                 totals[source].add(run)
-                for label, total in seen.items():
-                    offsets[label] = offsets.get(label, 0) + total
                 if strict and not run.result.quarantine.empty:
                     _check_strict(strict, run.result.quarantine, staged.base.files)
             del sub

@@ -34,6 +34,8 @@ class _BucketWriter:
     buckets: list[list[str]] = field(default_factory=list)
     templates: dict[str, pd.DataFrame] = field(default_factory=dict)
     rows: dict[str, np.ndarray] = field(default_factory=dict)
+    #: the MRI study ids of each bucket (for a progress bar whose total is known from the start)
+    studies: list[set[str]] = field(default_factory=list)
     _where: dict[str, int] = field(default_factory=dict)
 
     def begin(self, patients: pd.DataFrame) -> None:
@@ -41,6 +43,7 @@ class _BucketWriter:
         size = max(1, int(self.bucket_patients))
         self.buckets = [pids[i:i + size] for i in range(0, len(pids), size)]
         self._where = {pid: i for i, group in enumerate(self.buckets) for pid in group}
+        self.studies = [set() for _ in self.buckets]
 
     def add(self, name: str, batch: pd.DataFrame) -> None:
         if name not in self.templates:
@@ -57,11 +60,15 @@ class _BucketWriter:
             with open(self._path(name, int(i)), "ab") as fh:
                 pickle.dump(piece, fh, protocol=pickle.HIGHEST_PROTOCOL)
             self.rows[name][i] += len(piece)
+            if name == "imaging":
+                self.studies[i].update(piece["study_id"].astype(str))
 
     def discard(self, name: str) -> None:
         shutil.rmtree(self.directory / name, ignore_errors=True)
         self.templates.pop(name, None)
         self.rows.pop(name, None)
+        if name == "imaging":
+            self.studies = [set() for _ in self.buckets]
 
     def _path(self, name: str, bucket: int) -> Path:
         return self.directory / name / f"{bucket:06d}.pkl"
@@ -112,6 +119,10 @@ class StagedExport:
     def rows_in(self, name: str, bucket: int) -> int:
         counts = self._writer.rows.get(name)
         return 0 if counts is None else int(counts[bucket])
+
+    def studies_in(self, bucket: int) -> int:
+        """MRI studies of the bucket's patients (distinct study ids)."""
+        return len(self._writer.studies[bucket])
 
     def bucket(self, i: int) -> Export:
         """The export restricted to bucket ``i``: every table's rows of its patients, in file order."""

@@ -144,16 +144,23 @@ def test_streaming_in_buckets_of_three_patients_and_small_read_batches_changes_n
     """The export is read in batches and staged by bucket of patients; the cut is invisible."""
     cfg = load_config(clean.config).with_overrides({"pipeline": {"bucket_patients": 3, "read_batch_mb": 0.004}})
     seen: dict[str, tuple[int, int]] = {}
+    totals: dict[str, set[int]] = {}
+
+    def progress(label: str, done: int, total: int) -> None:
+        assert done >= seen.get(label, (0, 0))[0], "progress never goes back"
+        seen[label] = (done, total)
+        totals.setdefault(label, set()).add(total)
+
     out = tmp_path / "buckets"
-    run_extract(clean.export, out, config=cfg,
-                on_progress=lambda label, done, total: seen.__setitem__(label, (done, total)))
+    run_extract(clean.export, out, config=cfg, on_progress=progress)
     assert _csvs(out) == _csvs(clean.out)
     manifest = pd.read_json(out / "manifest.json", typ="series")
     clean_manifest = pd.read_json(clean.out / "manifest.json", typ="series")
     for key in ("tables", "sources", "inputs", "quarantine_rows", "outputs"):
         assert manifest[key] == clean_manifest[key], key
-    # Progress counts every patient once over the three buckets.
+    # Progress counts every patient and study once over the three buckets, against totals known from the start.
     assert seen == {"steroid": (8, 8), "nlp": (8, 8), "imaging": (8, 8), "MRI studies": (9, 9)}
+    assert totals == {"steroid": {8}, "nlp": {8}, "imaging": {8}, "MRI studies": {9}}
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == []  # the staged rows are gone
 
 
