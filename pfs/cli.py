@@ -29,6 +29,7 @@ app = typer.Typer(
 )
 
 EXIT_SOURCE_FAILED = 6
+EXIT_STORAGE = 7
 DEFAULT_DEMO_DIR = Path.home() / ".cache" / "pfs" / "demo"
 
 
@@ -306,11 +307,9 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except OSError as err:
         # The disk or the file system said no (full disk, permissions): the user's to fix, not a bug.
-        from pfs.exceptions import StorageError
-
         where = f"{err.filename}: " if err.filename else ""
         typer.echo(f"pfs: error: {where}{err.strerror or err}", err=True)
-        sys.exit(StorageError.exit_code)
+        sys.exit(EXIT_STORAGE)
     except typer.Abort:
         typer.echo("pfs: aborted", err=True)
         sys.exit(130)

@@ -41,12 +41,6 @@ class StrictModeError(PfsError):
     exit_code = 5
 
 
-class StorageError(PfsError):
-    """A file could not be written or read for a reason outside pfs (disk full, permission denied)."""
-
-    exit_code = 7
-
-
 class PfsWarning(UserWarning):
     """Something worth knowing that does not stop the run."""
 

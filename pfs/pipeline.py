@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pfs import __version__
@@ -209,17 +210,17 @@ def run_extract(
                 active.append(source)
         totals = {source: _SourceTotals(out) for source in active}
         try:
-            dated = _run_buckets(staged, active, totals, cfg, strict, say, on_progress, cache_dir,
-                                 workers if workers is not None else pipe["workers"], scheduler or pipe["scheduler"] or None)
+            dated_records, cache_stats = _run_buckets(
+                staged, active, totals, cfg, strict, say, on_progress, cache_dir,
+                workers if workers is not None else pipe["workers"], scheduler or pipe["scheduler"] or None)
             events, tables, written = _gather(export, active, totals, source_status)
         except BaseException:
             for t in totals.values():  # no half-written table is left behind
                 t.discard()
             raise
-        cache_stats = dated["cache"]
         ran = [s for s in sources if source_status[s]["status"] == "ran"]
         say("building endpoints")
-        endpoints, reconciled = endpoints_for(export.table("patients"), dated["records"], events, cfg, ran)
+        endpoints, reconciled = endpoints_for(export.table("patients"), dated_records, events, cfg, ran)
         tables["reconciled_events"] = reconciled
         quarantine = export.quarantine.frame()
         manifest = build_manifest(export, cfg, sources, source_status, quarantine)
@@ -268,20 +269,21 @@ def _gather(export: Export, active: list[str], totals: dict[str, _SourceTotals],
 
 def _run_buckets(staged: StagedExport, active: list[str], totals: dict[str, _SourceTotals], cfg: Config,
                  strict: bool, say: Callable[[str], None], on_progress: Callable[[str, int, int], None] | None,
-                 cache_dir: Path | str | None, workers: int, scheduler: str | None) -> dict[str, Any]:
-    """Every active source on every bucket of patients, in patient order."""
+                 cache_dir: Path | str | None, workers: int, scheduler: str | None,
+                 ) -> tuple[list[pd.Series], dict[str, int]]:
+    """Every active source on every bucket of patients, in patient order; returns the latest dated
+    record per patient and table (for the last follow-up) and the cache's counts."""
     cache = PatientCache(cache_dir)
     report = on_progress or (lambda label, done, total: None)
     # Progress counts over the whole cohort: patients per source, and MRI studies (counted at staging).
-    patients = [len(staged.patients_in(i)) for i in range(len(staged))]
-    studies = [staged.studies_in(i) for i in range(len(staged))]
+    patients = np.cumsum([0] + [len(staged.patients_in(i)) for i in range(len(staged))])
+    studies = np.cumsum([0] + [staged.studies_in(i) for i in range(len(staged))])
     records: list[pd.Series] = []
     runner: Runner | None = None
     try:
         for i in range(len(staged)):
             sub = staged.bucket(i)
             records.extend(_dated_records(sub))
-            before = {"patients": sum(patients[:i]), "MRI studies": sum(studies[:i])}
             for source in active:
                 if runner is None:
                     runner = make_runner(workers, scheduler)
@@ -292,13 +294,13 @@ def _run_buckets(staged: StagedExport, active: list[str], totals: dict[str, _Sou
                 def progress(label: str, done: int, total: int) -> None:
                     if label == "MRI studies":
                         studies_shown[0] = True
-                        report(label, before[label] + done, sum(studies))
+                        report(label, int(studies[i]) + done, int(studies[-1]))
                     else:
-                        report(label, before["patients"] + done, sum(patients))
+                        report(label, int(patients[i]) + done, int(patients[-1]))
 
                 run = run_source(source, sub, cfg, runner=runner, cache=cache, progress=progress)
                 if studies_shown[0]:  # the bucket's cached studies count as done too
-                    report("MRI studies", before["MRI studies"] + studies[i], sum(studies))
+                    report("MRI studies", int(studies[i + 1]), int(studies[-1]))
                 totals[source].add(run)
                 if strict and not run.result.quarantine.empty:
                     _check_strict(strict, run.result.quarantine, staged.base.files)
@@ -306,7 +308,7 @@ def _run_buckets(staged: StagedExport, active: list[str], totals: dict[str, _Sou
     finally:
         if runner is not None:
             runner.close()
-    return {"records": records, "cache": {"reused": cache.hits, "stored": cache.stored}}
+    return records, {"reused": cache.hits, "stored": cache.stored}
 
 
 def _prepare_out(out: Path) -> None:
@@ -363,9 +365,8 @@ def build_manifest(export: Export, cfg: Config, sources: list[str], source_statu
 
 
 def write_outputs(result: RunResult, out: Path) -> Path:
+    """The in-memory tables, then the manifest (``run_extract`` removed an earlier one before starting)."""
     out.mkdir(parents=True, exist_ok=True)
-    # An earlier run's manifest would make a half-rewritten folder look finished.
-    (out / "manifest.json").unlink(missing_ok=True)
     write_table(result.events, out / "events.csv")
     write_table(result.endpoints, out / "endpoints.csv")
     write_table(result.quarantine, out / "quarantine.csv")

@@ -70,17 +70,23 @@ class Export:
     def partition(self, groups: list[list[str]]) -> Iterator[Export]:
         """One sub-export per group of patients, made lazily after a single pass over each table."""
         where = {pid: i for i, group in enumerate(groups) for pid in group}
-        cuts = {}
-        for name, frame in self.tables.items():
-            code = frame["patient_id"].astype(str).map(where).fillna(-1).to_numpy(dtype="int64")
-            order = np.argsort(code, kind="stable")
-            bounds = np.searchsorted(code[order], np.arange(len(groups) + 1), side="left")
-            cuts[name] = (frame, order, bounds)
+        cuts = {name: (frame, group_rows(frame["patient_id"], where, len(groups)))
+                for name, frame in self.tables.items()}
         for i in range(len(groups)):
-            tables = {name: frame.iloc[order[bounds[i]:bounds[i + 1]]].reset_index(drop=True)
-                      for name, (frame, order, bounds) in cuts.items()}
+            tables = {name: frame.iloc[positions[i]].reset_index(drop=True) for name, (frame, positions) in cuts.items()}
             yield Export(root=self.root, tables=tables, files=dict(self.files), rows_read={},
                          quarantine=Quarantine(), notes=[], file_hashes={})
+
+
+def group_rows(patient_ids: pd.Series, where: dict[str, int], n_groups: int) -> list[np.ndarray]:
+    """Row positions of each group of patients (``where``: patient -> group), in row order.
+
+    One stable sort for all groups; rows of patients in no group are left out.
+    """
+    code = patient_ids.astype(str).map(where).fillna(-1).to_numpy(dtype="int64")
+    order = np.argsort(code, kind="stable")
+    bounds = np.searchsorted(code[order], np.arange(n_groups + 1), side="left")
+    return [order[bounds[i]:bounds[i + 1]] for i in range(n_groups)]
 
 
 def _sequence_synonyms() -> dict[str, str]:
@@ -178,25 +184,28 @@ class _TableReader:
     """
 
     def __init__(self, root: Path, path: Path, name: str, tm: TableMapping, notes: list[str],
-                 as_of: pd.Timestamp, block_bytes: int, patients: pd.DataFrame | None,
+                 as_of: pd.Timestamp, block_bytes: int, known: set[str] | None,
                  dropped_patients: set[str]) -> None:
+        """``known``: the patients table's ids (None while reading that table); ``dropped_patients``:
+        the ids of its quarantined rows."""
         self.root, self.path, self.name, self.tm = root, path, name, tm
         self.as_of, self.block_bytes = as_of, block_bytes
         self.schema = load_schema(name)
         self.probe = scan.probe(path, tm, notes)
         self.columns = _header_columns(self.probe.header, tm)
         _check_columns(self.columns, name, path, notes)
-        self.known = None if patients is None or name == "patients" else set(patients["patient_id"])
-        self.dropped_patients = dropped_patients
-        self.read_again_without_arrow(first=True)
+        self.known, self.dropped_patients = known, dropped_patients
+        self._start()
 
-    def read_again_without_arrow(self, first: bool = False) -> None:
-        """Forget what was read so far; the next pass uses the csv module."""
-        if not first:
-            self.probe.arrow_ok = False
+    def _start(self) -> None:
         self.quarantine = Quarantine()
         self.seen = KeyLedger()
         self.rows_read = 0
+
+    def read_again_without_arrow(self) -> None:
+        """Forget what was read so far; the next pass uses the csv module."""
+        self.probe.arrow_ok = False
+        self._start()
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
         """The clean, typed rows, one batch at a time (at least one batch, maybe empty).
@@ -276,6 +285,8 @@ def read_export(root: Path | str, mapping: Mapping | Path | str | None = None,
     counts: dict[str, int] = {}
     hashes: dict[str, str] = {}
     wanted = ("patients",) + tuple(t for t in tables if t != "patients")
+    known: set[str] | None = None  # the patients table's ids, once it is read
+    dropped: set[str] = set()
     for name in wanted:
         tm = mapping.for_table(name)
         path = find_table_file(root, name, tm)
@@ -284,8 +295,7 @@ def read_export(root: Path | str, mapping: Mapping | Path | str | None = None,
                 raise ExportError(f"{root}: required table '{name}' not found (expected {name}.csv or {name}.parquet)")
             notes.append(f"table '{name}' not present")
             continue
-        dropped = set(_quarantined_patient_ids(quarantine))
-        reader = _TableReader(root, path, name, tm, notes, as_of, block_bytes, out.get("patients"), dropped)
+        reader = _TableReader(root, path, name, tm, notes, as_of, block_bytes, known, dropped)
         streamed = sink is not None and name not in PER_PATIENT_TABLES
         while True:
             try:
@@ -303,8 +313,10 @@ def read_export(root: Path | str, mapping: Mapping | Path | str | None = None,
         quarantine.extend(reader.quarantine)
         if not streamed:
             out[name] = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-            if name == "patients" and sink is not None:
-                sink.begin(out[name])
+            if name == "patients":
+                known, dropped = set(out[name]["patient_id"]), set(_quarantined_patient_ids(quarantine))
+                if sink is not None:
+                    sink.begin(out[name])
         files[name] = path
         counts[name] = reader.rows_read
         hashes[str(path.relative_to(root))] = reader.probe.sha256

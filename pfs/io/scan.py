@@ -1,11 +1,12 @@
 """Read one table file in partitions: a bounded amount of it in memory, whatever its size.
 
-A file is read twice, both times as a stream. The *probe* pass hashes it, finds its encoding (and
-whether it holds bytes no text should), its header and, for CSV, whether pyarrow can parse every
-record. The *read* pass then hands out batches of string columns with each row's 1-based data-row
-number in ``_row``: from pyarrow's streaming CSV reader when the file is well formed (fast), else
-from the csv module, which says exactly which records are malformed so they can be quarantined.
-Parquet files are read row group by row group.
+A file is read twice, both times as a stream. The *probe* pass hashes it and finds its encoding
+(and whether it holds bytes no text should), its header and its quote parity. The *read* pass then
+hands out batches of string columns with each row's 1-based data-row number in ``_row``: from
+pyarrow's streaming CSV reader when nothing speaks against it, else from the csv module, which says
+exactly which records are malformed so they can be quarantined. pyarrow may still give up part-way
+(:class:`ArrowGaveUp`); the caller then reads the file again with the csv module. Parquet files are
+read row group by row group.
 """
 
 from __future__ import annotations
@@ -85,7 +86,6 @@ def _file_sha256(path: Path) -> str:
 
 def probe(path: Path, tm: TableMapping, notes: list[str]) -> Probe:
     """Hash, encoding, header and delimiter of a table file, and whether pyarrow may read it."""
-    digest = _file_sha256(path)
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -93,7 +93,7 @@ def probe(path: Path, tm: TableMapping, notes: list[str]) -> Probe:
             columns = list(pq.ParquetFile(path).schema_arrow.names)
         except Exception as err:  # pyarrow raises many types for corrupt files
             raise ExportError(f"{path}: cannot read Parquet file: {err}") from err
-        return Probe(digest, "parquet", True, columns, "", False, False)
+        return Probe(_file_sha256(path), "parquet", True, columns, "", False, False)
 
     encoding = tm.encoding or "utf-8"
     try:
@@ -105,8 +105,14 @@ def probe(path: Path, tm: TableMapping, notes: list[str]) -> Probe:
     control = multibyte = nonblank = False
     head = b""
     tail = b""
+    # The hash is of the file as stored: a gzip file is hashed on its own, a plain one as it is read.
+    gz = path.suffix == ".gz"
+    digest = _file_sha256(path) if gz else None
+    hasher = hashlib.sha256()
     with _open(path) as fh:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            if not gz:
+                hasher.update(chunk)
             if len(head) < 1 << 20 and b"\n" not in head:
                 head += chunk[: 1 << 20]
             if decodes:
@@ -131,6 +137,7 @@ def probe(path: Path, tm: TableMapping, notes: list[str]) -> Probe:
                 decodes, first_bad_line = False, lines + 1
     if not nonblank:
         raise ExportError(f"{path}: the file is empty (no header row)")
+    digest = digest or hasher.hexdigest()
 
     if tm.encoding:
         if not decodes:
@@ -209,12 +216,7 @@ def _batches_arrow(path: Path, p: Probe, block_bytes: int) -> Iterator[pd.DataFr
             reader = _arrow_reader(fh, p.codec, p.header, p.delimiter, _block(block_bytes))
             if reader.schema.names != p.header:
                 raise ArrowGaveUp(f"{path.name}: header read differently")
-            batch_iter = iter(reader)
-            while True:
-                try:
-                    batch = next(batch_iter)
-                except StopIteration:
-                    break
+            for batch in reader:
                 if batch.num_rows == 0:
                     continue
                 df = pa.Table.from_batches([batch]).to_pandas(types_mapper=pd.ArrowDtype)
@@ -306,8 +308,6 @@ def _batches_parquet(path: Path, block_bytes: int) -> Iterator[pd.DataFrame]:
             out["_row"] = np.arange(start, start + len(out), dtype="int64")
             start += len(out)
             yield out.reset_index(drop=True)
-    except ExportError:
-        raise
     except Exception as err:  # pyarrow raises many types for corrupt files
         raise ExportError(f"{path}: cannot read Parquet file: {err}") from err
 

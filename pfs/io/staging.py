@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pfs.io.export import Export, read_export
+from pfs.io.export import Export, group_rows, read_export
 from pfs.io.mapping import Mapping
 from pfs.io.quarantine import Quarantine
 from pfs.io.scan import DEFAULT_BATCH_BYTES
@@ -52,12 +52,11 @@ class _BucketWriter:
             (self.directory / name).mkdir(parents=True, exist_ok=True)
         if batch.empty:
             return
-        code = batch["patient_id"].astype(str).map(self._where).to_numpy(dtype="int64")
-        order = np.argsort(code, kind="stable")  # stable: file order within a bucket
-        bounds = np.searchsorted(code[order], np.arange(len(self.buckets) + 1), side="left")
-        for i in np.flatnonzero(np.diff(bounds)):
-            piece = batch.iloc[order[bounds[i]:bounds[i + 1]]]
-            with open(self._path(name, int(i)), "ab") as fh:
+        for i, positions in enumerate(group_rows(batch["patient_id"], self._where, len(self.buckets))):
+            if not len(positions):
+                continue
+            piece = batch.iloc[positions]  # file order within the bucket
+            with open(self._path(name, i), "ab") as fh:
                 pickle.dump(piece, fh, protocol=pickle.HIGHEST_PROTOCOL)
             self.rows[name][i] += len(piece)
             if name == "imaging":
@@ -101,10 +100,6 @@ class StagedExport:
 
     def __len__(self) -> int:
         return len(self._writer.buckets)
-
-    @property
-    def root(self) -> Path:
-        return self.base.root
 
     def has(self, name: str) -> bool:
         return name in self.base.files
