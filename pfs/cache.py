@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pfs import __version__
+from pfs.version import __version__
 
 #: Bumped when the layout of a cached entry changes, so older entries are simply not found.
 CACHE_FORMAT = 2

@@ -17,8 +17,9 @@ from typing import Annotated
 
 import typer
 
-from pfs import __version__
+from pfs.version import __version__
 from pfs.exceptions import PfsError
+from pfs.extractors import SOURCES
 
 app = typer.Typer(
     name="pfs",
@@ -54,18 +55,6 @@ def _console():
     return Console(stderr=True)
 
 
-def rich_table(frame, title: str | None = None):
-    """A DataFrame as a rich Table, so wide comparison tables stay readable in a terminal."""
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in frame.columns:
-        table.add_column(str(col), justify="left" if col == frame.columns[0] else "right")
-    for row in frame.itertuples(index=False):
-        table.add_row(*["" if v is None else str(v) for v in row])
-    return table
-
-
 def _split_sources(sources: str | None) -> list[str] | None:
     return [s.strip() for s in sources.split(",") if s.strip()] if sources else None
 
@@ -74,7 +63,7 @@ def _split_sources(sources: str | None) -> list[str] | None:
 def extract(
     export_dir: Annotated[Path, typer.Argument(help="Export directory in the native layout.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("pfs-out"),
-    sources: Annotated[str | None, typer.Option(help="Comma-separated: steroid,nlp,imaging (default: config).")] = None,
+    sources: Annotated[str | None, typer.Option(help=f"Comma-separated: {','.join(SOURCES)} (default: all).")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config overriding the defaults.")] = None,
     mapping: Annotated[Path | None, typer.Option(help="TOML mapping of your file/column names and date formats.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on the first quarantined row.")] = False,
@@ -93,8 +82,6 @@ def extract(
 
     cfg = load_config(config)
     if save_masks:
-        if "masks_dir" not in cfg.section("imaging"):
-            raise PfsError("--save-masks needs the imaging extractor, which is not built in this version")
         cfg = cfg.with_overrides({"imaging": {"save_masks": True, "masks_dir": str(out / "masks")}})
     console = _console()
     with _progress_bars(console) as (say, count):
@@ -259,6 +246,8 @@ def compare(
 
     table = run_compare(out, annotations)
     console = _console()
+    from pfs.report.terminal import rich_table
+
     console.print(rich_table(summary(table), title="pfs compare"))
     console.print(f"full table: {out / 'comparison.md'} and {out / 'comparison.csv'}")
 
@@ -289,39 +278,30 @@ def report(
 
 @app.command()
 def sources() -> None:
-    """List the progression sources and whether this version has them."""
-    from pfs.extractors import EXTRACTORS, load_extractor
+    """List the progression sources: what each reads and writes."""
+    from pfs.extractors import SOURCES
 
-    for name in EXTRACTORS:
-        typer.echo(f"{name}: {'available' if load_extractor(name) else 'not built in this version'}")
+    for spec in SOURCES.values():
+        typer.echo(f"{spec.name}: {spec.label} (reads {spec.input_table}; writes {', '.join(spec.output_tables)})")
 
 
 def main() -> None:
-    """Console entry point: user errors become one line and an exit code, bugs keep their traceback."""
+    """Console entry point: user errors become one line and an exit code, bugs keep their traceback.
+
+    typer runs in standalone mode, so its own usage errors (unknown command or option, missing
+    argument) print its usage screen and exit 2 whatever click it vendors; only pfs's errors are
+    translated here.
+    """
     try:
-        rc = app(standalone_mode=False)
+        app()
     except PfsError as err:
         typer.echo(f"pfs: error: {err}", err=True)
         sys.exit(err.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
     except OSError as err:
         # The disk or the file system said no (full disk, permissions): the user's to fix, not a bug.
         where = f"{err.filename}: " if err.filename else ""
         typer.echo(f"pfs: error: {where}{err.strerror or err}", err=True)
         sys.exit(EXIT_STORAGE)
-    except typer.Abort:
-        typer.echo("pfs: aborted", err=True)
-        sys.exit(130)
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(2)
-        raise
-    # With standalone_mode=False click returns the code of typer.Exit instead of exiting.
-    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

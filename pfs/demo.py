@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +26,13 @@ def ensure_cohort(cache_dir: Path, patients: int, images: bool, progress: Any = 
     return root
 
 
-def _optional(module: str, func: str):
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        return None
-    return getattr(mod, func, None)
-
-
 def run_demo(cache_dir: Path | str, patients: int = 12, images: bool = True, console: Any = None) -> list[Any]:
     """Synthesise (or reuse) a cohort, extract, compare, plot and report; returns lines (or rich tables) to print."""
+    from pfs.evaluate.compare import compare, summary
     from pfs.pipeline import run_extract
+    from pfs.report.html import report
+    from pfs.report.plots import plot
+    from pfs.report.terminal import rich_table
 
     cache_dir = Path(cache_dir)
     say = (lambda m: console.print(f"[dim]{m}[/dim]")) if console is not None else (lambda m: None)
@@ -49,24 +44,13 @@ def run_demo(cache_dir: Path | str, patients: int = 12, images: bool = True, con
     for source, status in result.manifest["sources"].items():
         lines.append(f"  {source}: {status['status']} ({status['events']} events)")
     annotations = root / "annotations.csv"
-    compare = _optional("pfs.evaluate.compare", "compare")
-    if compare is not None:
-        say("comparing with the synthetic annotations")
-        table = compare(out, annotations)
-        summary = _optional("pfs.evaluate.compare", "summary")
-        lines.append(f"comparison:  {out / 'comparison.md'}")
-        from pfs.cli import rich_table
-
-        lines.append(rich_table(summary(table) if summary else table, title="comparison with the annotations"))
-    else:
-        lines.append("comparison:  not built in this version")
-    plot = _optional("pfs.report.plots", "plot")
-    if plot is not None:
-        say("plotting")
-        plot(out, annotations)
-        lines.append(f"plots:       {out / 'plots'}")
-    report = _optional("pfs.report.html", "report")
-    if report is not None:
-        say("writing the HTML report")
-        lines.append(f"report:      {report(out, annotations, out / 'report.html')}")
+    say("comparing with the synthetic annotations")
+    table = compare(out, annotations)
+    lines.append(f"comparison:  {out / 'comparison.md'}")
+    lines.append(rich_table(summary(table), title="comparison with the annotations"))
+    say("plotting")
+    plot(out, annotations)
+    lines.append(f"plots:       {out / 'plots'}")
+    say("writing the HTML report")
+    lines.append(f"report:      {report(out, annotations, out / 'report.html')}")
     return lines

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pfs import __version__
+from pfs.version import __version__
 from pfs.cache import PatientCache
 from pfs.exceptions import ConfigError, PfsError, StrictModeError
 from pfs.execution import Runner, make_runner
-from pfs.extractors import EXTRACTORS, empty_events, load_extractor
+from pfs.extractors import SOURCES, empty_events, source_spec
 from pfs.io.export import Export
 from pfs.io.mapping import Mapping
 from pfs.io.output import TableAppender, write_json, write_table
@@ -28,7 +28,7 @@ from pfs.io.staging import StagedExport, stage_export
 from pfs.io.schema import INPUT_TABLES, conform
 from pfs.reconcile import build_endpoints, follow_up_dates, reconcile_events
 from pfs.settings import Config, load_config
-from pfs.sources import SOURCE_TABLES, SourceRun, add_counts, run_source
+from pfs.sources import SourceRun, add_counts, run_source
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,9 @@ class RunResult:
 
 
 def _dated_records(export: Export) -> list[pd.Series]:
-    """The latest order, report and study date per patient (for the last follow-up)."""
+    """The latest dated record per patient in each source's input table (for the last follow-up)."""
     recs = []
-    for name, col in (("medications", "order_date"), ("reports", "report_date"), ("imaging", "study_date")):
+    for name, col in dict.fromkeys((spec.input_table, spec.record_date) for spec in SOURCES.values()):
         t = export.table(name)
         if not t.empty:
             recs.append(t.set_index("patient_id")[col].dropna().groupby(level=0).max())
@@ -165,10 +165,9 @@ def run_extract(
     """
     cfg = config if isinstance(config, Config) else load_config(config)
     pipe = cfg.section("pipeline")
-    sources = list(sources) if sources else list(pipe["sources"])
-    unknown = [s for s in sources if s not in EXTRACTORS]
-    if unknown:
-        raise ConfigError(f"unknown source {unknown[0]!r} (known: {', '.join(EXTRACTORS)})")
+    sources = list(sources) if sources else list(pipe["sources"] or SOURCES)
+    for source in sources:
+        source_spec(source)  # an unknown name is a clear error before any work
     strict = pipe["strict"] if strict is None else strict
     say = progress or (lambda msg: None)
     out = None if out is None else Path(out)
@@ -199,13 +198,10 @@ def run_extract(
         source_status: dict[str, dict] = {}
         active: list[str] = []
         for source in sources:
-            needs = SOURCE_TABLES[source]
+            needs = source_spec(source).input_table
             if not staged.has(needs):
                 # A source with no input at all would otherwise report "0 % progression", which is not a finding.
                 source_status[source] = {"status": f"skipped: no {needs} table in the export", "events": 0}
-            elif load_extractor(source) is None:
-                source_status[source] = {"status": "not built in this version", "events": 0}
-                log.warning("source %s is not built in this version of pfs; skipped", source)
             else:
                 active.append(source)
         totals = {source: _SourceTotals(out) for source in active}

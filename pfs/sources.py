@@ -21,18 +21,13 @@ import pandas as pd
 from pfs.cache import PatientCache, patient_keys
 from pfs.exceptions import PfsError
 from pfs.execution import InProcessRunner, Runner
-from pfs.extractors import ExtractorResult, empty_events, load_extractor
+from pfs.extractors import ExtractorResult, WorkUnit, empty_events, load_extractor, source_spec
 from pfs.io.export import Export
 from pfs.io.quarantine import COLUMNS as QUARANTINE_COLUMNS
 from pfs.io.schema import conform, load_schema
 from pfs.settings import Config
 
 log = logging.getLogger(__name__)
-
-#: The input table each source reads; a source whose table is absent is skipped, not run on nothing.
-SOURCE_TABLES = {"steroid": "medications", "nlp": "reports", "imaging": "imaging"}
-#: File-path columns whose files a source reads (their size and mtime are part of the cache key).
-SOURCE_FILES = {"imaging": {"imaging": ["path", "mask_path"]}}
 
 Progress = Callable[[str, int, int], None]
 
@@ -189,14 +184,12 @@ def _extract_batch(task: tuple[str, Export, Config]) -> dict[str, PatientPiece]:
     Cutting on the worker keeps the main process free to receive, cache and assemble.
     """
     source, export, cfg = task
-    module = load_extractor(source)
-    assert module is not None
-    return _split(module.extract(export, cfg), export.patient_ids)
+    return _split(load_extractor(source).extract(export, cfg), export.patient_ids)
 
 
 def _failure_rows(export: Export, source: str, pid: str, err: BaseException) -> pd.DataFrame:
     """Quarantine every input row of a patient the source crashed on."""
-    table = SOURCE_TABLES[source]
+    table = source_spec(source).input_table
     rows = export.table(table)
     rows = rows.loc[rows["patient_id"].astype(str) == pid]
     reason = f"the {source} extractor failed on this patient ({type(err).__name__}: {str(err)[:200]})"
@@ -229,10 +222,12 @@ def run_source(source: str, export: Export, cfg: Config, *, runner: Runner | Non
     cache = cache or PatientCache(None)
     report = progress or (lambda label, done, total: None)
     pipe = cfg.section("pipeline")
-    table = SOURCE_TABLES[source]
+    spec = source_spec(source)
+    table = spec.input_table
     pids = export.patient_ids
+    files = {table: list(spec.file_columns)} if spec.file_columns else None
     keys = patient_keys({"patients": export.table("patients"), table: export.table(table)},
-                        f"{source}|{cfg.hash}", root=export.root, path_columns=SOURCE_FILES.get(source))
+                        f"{source}|{cfg.hash}", root=export.root, path_columns=files)
     pieces: dict[str, PatientPiece] = {}
     for pid in pids:
         hit = cache.get(keys[pid])
@@ -250,12 +245,12 @@ def run_source(source: str, export: Export, cfg: Config, *, runner: Runner | Non
                 cache.put(keys[pid], piece)
         report(source, len(pieces), len(pids))
 
-    if source == "imaging":
+    if spec.unit == WorkUnit.STUDIES:
         # Batches run here, one after the other; their studies are the runner's tasks.
         batch_list = _batches(todo, export, table, target_rows=10**9, max_patients=int(pipe["imaging_batch_patients"]))
         rows = export.table(table)
         n_studies = int(rows.loc[rows["patient_id"].astype(str).isin(set(todo)), "study_id"].nunique())
-        run_batch = _imaging_batch_runner(runner, cfg, lambda n: report("MRI studies", n, n_studies))
+        run_batch = _study_batch_runner(source, runner, cfg, lambda n: report("MRI studies", n, n_studies))
         batch_map, body = InProcessRunner().map, run_batch
     else:
         # At least four batches per worker, so that no worker idles while another finishes a big batch.
@@ -294,11 +289,11 @@ def _failed_result(export: Export, source: str, pid: str, err: BaseException) ->
                            counts={"patients_failed": 1})
 
 
-def _imaging_batch_runner(runner: Runner, cfg: Config, studies_done: Callable[[int], None],
-                          ) -> Callable[[tuple[str, Export, Config]], dict[str, PatientPiece]]:
-    """Imaging for a batch of patients: its studies run as separate tasks, RANO here."""
-    from pfs.extractors import imaging
-
+def _study_batch_runner(source: str, runner: Runner, cfg: Config, studies_done: Callable[[int], None],
+                        ) -> Callable[[tuple[str, Export, Config]], dict[str, PatientPiece]]:
+    """A study-cut source for a batch of patients: its studies run as separate tasks (the module's
+    ``process_study``), the per-patient step (volumetric RANO) here."""
+    imaging = load_extractor(source)
     done = [0]
 
     def run_studies(jobs: list[Any], section: dict[str, Any]) -> list[Any]:

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-
-class Source(StrEnum):
-    """Where a progression event came from."""
-
-    STEROID = "steroid"
-    NLP = "nlp"
-    IMAGING = "imaging"
+from pfs.extractors import SOURCES
 
 
-class Method(StrEnum):
-    """A way of dating progression: one source alone, the reconciled result, or the manual reference."""
+#: Where a progression event came from: one member per registered source (see :data:`pfs.extractors.SOURCES`).
+Source = StrEnum("Source", {name.upper(): name for name in SOURCES})
 
-    STEROID = "steroid"
-    NLP = "nlp"
-    IMAGING = "imaging"
-    RECONCILED = "reconciled"
-    MANUAL = "manual"
+#: A way of dating progression: one source alone, the reconciled result, or the manual reference.
+Method = StrEnum("Method", {**{name.upper(): name for name in SOURCES}, "RECONCILED": "reconciled", "MANUAL": "manual"})
+
+#: The methods ``pfs compare`` scores, in the order the reference study reports them (``manual`` is the reference).
+METHODS: list[str] = [*SOURCES, "reconciled"]
+
+#: Days in an average month, for lags and medians reported in months as the reference study does.
+DAYS_PER_MONTH = 365.25 / 12
 
 
 class ReportLabel(StrEnum):

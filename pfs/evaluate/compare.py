@@ -19,10 +19,8 @@ import numpy as np
 import pandas as pd
 
 from pfs.exceptions import ExportError, PfsError, QuarantineWarning
+from pfs.vocab import DAYS_PER_MONTH, METHODS
 
-#: Methods in the order the reference study reports them; ``manual`` is the reference itself.
-METHODS = ["steroid", "nlp", "imaging", "reconciled"]
-DAYS_PER_MONTH = 365.25 / 12
 COMPARISON_COLUMNS = [
     "method",
     "n",
@@ -152,13 +150,14 @@ def load_annotations(
 
 
 def manual_endpoints(endpoints: pd.DataFrame, annotations: pd.DataFrame) -> pd.DataFrame:
-    """The manual PFS per patient: same index date as the methods, progression or death = event.
+    """The manual PFS per patient, built by the methods' own rule (:func:`pfs.reconcile.endpoints.pfs_endpoints`).
 
-    Death is taken from ``death_date`` in endpoints.csv (or, in older outputs, from a method row that ended
-    with death and no progression). A non-progressed patient is censored at the annotated ``censor_date``,
-    else at the last follow-up of endpoints.csv. A manual progression before the index date is ignored with
-    a note, as for every method.
+    Same index date as the methods; death (``death_date`` in endpoints.csv, or in older outputs a method
+    row that ended with death and no progression) is a PFS event; a non-progressed patient is censored at
+    the annotated ``censor_date``, else at the last follow-up of endpoints.csv.
     """
+    from pfs.reconcile.endpoints import pfs_endpoints
+
     base = (
         endpoints.sort_values(["patient_id", "method"]).drop_duplicates("patient_id").set_index("patient_id")
     )
@@ -174,26 +173,12 @@ def manual_endpoints(endpoints: pd.DataFrame, annotations: pd.DataFrame) -> pd.D
     )
     ann = annotations.set_index("patient_id")
     ann = ann.loc[ann.index.isin(base.index)]
-    out = pd.DataFrame(index=ann.index)
-    out["method"] = "manual"
-    out["index_date"] = base["index_date"].reindex(out.index)
-    prog = ann["progression_date"].where(ann["progressed"] == 1)
-    early = prog.notna() & (prog < out["index_date"])
-    out["note"] = np.where(early, "manual progression before the index date ignored", "")
-    prog = prog.where(~early)
-    out["progressed"] = prog.notna().astype(int)
-    out["progression_date"] = prog
-    d = death.reindex(out.index)
-    censor = ann["censor_date"].where(ann["censor_date"].notna(), followup.reindex(out.index))
-    out["pfs_date"] = prog
-    died = out["pfs_date"].isna() & d.notna()
-    out.loc[died, "pfs_date"] = d[died]
-    out["pfs_event"] = out["pfs_date"].notna().astype(int)
-    cens = out["pfs_date"].isna()
-    out.loc[cens, "pfs_date"] = censor[cens]
-    out["pfs_date"] = out["pfs_date"].fillna(out["index_date"]).clip(lower=out["index_date"])
-    out["pfs_days"] = (out["pfs_date"] - out["index_date"]).dt.days.astype("Int64")
-    return out.reset_index()
+    index = pd.DataFrame({"index_date": base["index_date"].reindex(ann.index), "index_note": ""}, index=ann.index)
+    progressed = ann.loc[ann["progressed"] == 1, ["progression_date"]]
+    progression = progressed.rename(columns={"progression_date": "event_date"}).rename_axis("patient_id").reset_index()
+    censor = ann["censor_date"].where(ann["censor_date"].notna(), followup.reindex(ann.index))
+    return pfs_endpoints(index, progression, death.reindex(ann.index), censor, "manual",
+                         last_followup=followup.reindex(ann.index))
 
 
 # --- statistics ---------------------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
-"""The three progression sources. Each is a subpackage whose ``extract(export, config)`` returns an
-:class:`ExtractorResult`; this dict is the one place that lists them (the CLI reads it).
+"""The progression sources, declared once.
 
-Modules are imported only when their source runs, so ``pfs --help`` never pays for spaCy or torch.
+:data:`SOURCES` is the one registry: every other list of sources (the CLI, the pipeline's defaults,
+the events schema's enum, the reconciler's roles, the comparison's methods, the plot colours) is
+derived from it, and a test checks the schemas against it. Each source is a subpackage whose
+``extract(export, config)`` returns an :class:`ExtractorResult`. Modules are imported only when
+their source runs, so ``pfs --help`` never pays for spaCy or torch; this module imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -10,21 +13,84 @@ import importlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import pandas as pd
-
-from pfs.io.schema import empty_frame
+if TYPE_CHECKING:
+    import pandas as pd
 
 T = TypeVar("T")
 
-#: source name -> module implementing ``extract(export, config) -> ExtractorResult``
-EXTRACTORS: dict[str, str] = {
-    "steroid": "pfs.extractors.steroid",
-    "nlp": "pfs.extractors.nlp",
-    "imaging": "pfs.extractors.imaging",
+
+class Role(StrEnum):
+    """What a source's events say about the tumour, which decides how the reconciler weighs them."""
+
+    #: sees the tumour itself (RANO rests on imaging; a report is the radiologist's reading of it)
+    TUMOUR = "tumour"
+    #: a clinical signal only (RANO: a steroid increase alone is not progression)
+    CLINICAL = "clinical"
+
+
+class WorkUnit(StrEnum):
+    """How a source's work is cut into tasks."""
+
+    #: batches of consecutive patients
+    PATIENTS = "patients"
+    #: one task per MRI study, assembled per batch of patients
+    STUDIES = "studies"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Everything pfs needs to know about one progression source."""
+
+    name: str
+    #: module implementing ``extract(export, config) -> ExtractorResult``
+    module: str
+    #: the input table it reads; a source whose table is absent is skipped, not run on nothing
+    input_table: str
+    #: that table's date column (a dated record there shows the patient was followed up)
+    record_date: str
+    #: its own output tables (written as NAME.csv, each with a schema in pfs/schemas)
+    output_tables: tuple[str, ...]
+    role: Role
+    #: display name in plots and reports
+    label: str
+    #: colour in plots (ColorBrewer Dark2, distinguishable in print and for colour-blind readers)
+    colour: str
+    unit: WorkUnit = WorkUnit.PATIENTS
+    #: columns of ``input_table`` naming files it reads (their size and mtime join the cache key)
+    file_columns: tuple[str, ...] = ()
+
+
+#: The registry, in the order the reference study reports the sources.
+SOURCES: dict[str, SourceSpec] = {
+    spec.name: spec
+    for spec in (
+        SourceSpec("steroid", "pfs.extractors.steroid", "medications", "order_date", ("steroid_daily", "steroid_courses"),
+                   Role.CLINICAL, "Corticosteroids", "#d95f02"),
+        SourceSpec("nlp", "pfs.extractors.nlp", "reports", "report_date", ("report_labels",),
+                   Role.TUMOUR, "Radiology reports (NLP)", "#7570b3"),
+        SourceSpec("imaging", "pfs.extractors.imaging", "imaging", "study_date", ("volumes",),
+                   Role.TUMOUR, "MRI volumetry", "#1b9e77", unit=WorkUnit.STUDIES,
+                   file_columns=("path", "mask_path")),
+    )
 }
+
+
+def source_spec(name: str) -> SourceSpec:
+    """The registered source ``name``; a clear error naming the known ones otherwise."""
+    from pfs.exceptions import ConfigError
+
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise ConfigError(f"unknown source {name!r} (known: {', '.join(SOURCES)})") from None
+
+
+def sources_with_role(role: Role) -> list[str]:
+    return [name for name, spec in SOURCES.items() if spec.role == role]
 
 
 @dataclass(frozen=True)
@@ -44,13 +110,14 @@ class ExtractorResult:
 
 
 def empty_events() -> pd.DataFrame:
+    from pfs.io.schema import empty_frame
+
     return empty_frame("events")
 
 
-def load_extractor(name: str) -> ModuleType | None:
-    """The module of source ``name``, or None when that source is not built in this version."""
-    module = importlib.import_module(EXTRACTORS[name])
-    return module if hasattr(module, "extract") else None
+def load_extractor(name: str) -> ModuleType:
+    """The module of source ``name`` (imported on first use)."""
+    return importlib.import_module(source_spec(name).module)
 
 
 _BUILT: dict[str, tuple[str, Any]] = {}
@@ -75,6 +142,8 @@ def count_per_patient(patient_ids: Iterable[str], **columns: pd.Series | Iterabl
     ``count_per_patient(pids, events=events["patient_id"])`` counts each patient's events; patients
     with none get 0, ids outside ``patient_ids`` are not counted.
     """
+    import pandas as pd
+
     index = pd.Index([str(p) for p in patient_ids], name="patient_id")
     out = pd.DataFrame(index=index)
     for name, ids in columns.items():

@@ -77,13 +77,41 @@ def build_endpoints(
     idx = index_dates(patients, index_date).set_index("patient_id")
     fu = last_followup if last_followup is not None else follow_up_dates(patients)
     death = patients.set_index("patient_id")["death_date"]
-    out = idx.copy()
-    notes = out["index_note"].copy()
     if "status" in progression.columns:
         progression = progression.loc[progression["status"] == "accepted"]
+    out = pfs_endpoints(idx, progression, death, fu, method, last_followup=fu)
+    no_index = out["index_date"].isna()
+    out.loc[no_index, "note"] = "no index date (diagnosis, surgery and rt_start all blank)"
+    return out.loc[~no_index].reset_index(drop=True)
+
+
+def pfs_endpoints(
+    index: pd.DataFrame,
+    progression: pd.DataFrame,
+    death: pd.Series,
+    censor: pd.Series,
+    method: str,
+    *,
+    last_followup: pd.Series | None = None,
+) -> pd.DataFrame:
+    """The PFS rule, written once for every method and for the manual reference.
+
+    PFS runs from the index date to the first progression on or after it and not after death, else to
+    death (both events), else it is censored at ``censor`` (the last follow-up, or an annotated censor
+    date); a censor date before the index date, or none, censors at the index date.
+
+    Args:
+        index: indexed by patient_id, with ``index_date`` and ``index_note``.
+        progression: candidate progression dates (patient_id, event_date), any number per patient.
+        death, censor: dates indexed by patient_id.
+        method: label written in the ``method`` column.
+        last_followup: written to the ``last_followup_date`` column (default: ``censor``).
+    """
+    out = index[["index_date"]].copy()
+    notes = index["index_note"].reindex(out.index).fillna("").astype(object)
     ev = progression[["patient_id", "event_date"]].dropna().reset_index(drop=True)
     ev["event_date"] = pd.to_datetime(ev["event_date"])
-    ev = ev.merge(idx[["index_date"]].reset_index(), on="patient_id", how="inner")
+    ev = ev.merge(out[["index_date"]].reset_index(), on="patient_id", how="inner")
     ev = ev.merge(death.rename("death_date").reset_index(), on="patient_id", how="left")
     before = ev["event_date"] < ev["index_date"]
     after_death = ev["death_date"].notna() & (ev["event_date"] > ev["death_date"])
@@ -95,14 +123,14 @@ def build_endpoints(
     out["progression_date"] = pd.to_datetime(first.reindex(out.index))
     out["progressed"] = out["progression_date"].notna().astype(int)
     d = death.reindex(out.index)
-    f = fu.reindex(out.index)
+    f = censor.reindex(out.index)
     out["pfs_date"] = out["progression_date"]
     died = out["pfs_date"].isna() & d.notna()
     out.loc[died, "pfs_date"] = d[died]
     out["pfs_event"] = out["pfs_date"].notna().astype(int)
     cens = out["pfs_date"].isna()
     out.loc[cens, "pfs_date"] = f[cens]
-    no_fu = out["pfs_date"].isna()
+    no_fu = out["pfs_date"].isna() & out["index_date"].notna()
     out.loc[no_fu, "pfs_date"] = out.loc[no_fu, "index_date"]
     for pid in out.index[no_fu]:
         notes[pid] = _join(notes[pid], "no follow-up after the index date; censored at the index date")
@@ -116,13 +144,11 @@ def build_endpoints(
     out["note"] = notes
     # Kept so that the manual reference can be put on the same footing (death is a PFS event).
     out["death_date"] = d
-    out["last_followup_date"] = f
-    out = out.reset_index()
-    no_index = out["index_date"].isna()
-    out.loc[no_index, "note"] = "no index date (diagnosis, surgery and rt_start all blank)"
+    out["last_followup_date"] = (last_followup if last_followup is not None else censor).reindex(out.index)
+    out = out.rename_axis("patient_id").reset_index()
     cols = ["patient_id", "method", "index_date", "progressed", "progression_date", "pfs_event", "pfs_date",
             "pfs_days", "note", "death_date", "last_followup_date"]
-    return out.loc[~no_index, cols].sort_values("patient_id").reset_index(drop=True)
+    return out[cols].sort_values("patient_id").reset_index(drop=True)
 
 
 def _join(a: str, b: str) -> str:

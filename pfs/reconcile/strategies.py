@@ -36,6 +36,7 @@ from typing import Any
 import pandas as pd
 
 from pfs.exceptions import ConfigError
+from pfs.extractors import Role, sources_with_role
 
 RECONCILED_COLUMNS = [
     "patient_id",
@@ -182,7 +183,7 @@ def _dates(patients: pd.DataFrame, column: str) -> dict[str, pd.Timestamp]:
 def guideline(events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
     """RANO-like reconciliation (see the module docstring for the rules and their sources)."""
     cfg = _section(settings, "guideline")
-    tumour_src, steroid_src = set(cfg["tumour_sources"]), set(cfg["steroid_sources"])
+    tumour_src, steroid_src = set(sources_with_role(Role.TUMOUR)), set(sources_with_role(Role.CLINICAL))
     window = pd.Timedelta(days=int(cfg["pseudoprogression_days"]))
     cmin, cmax = (
         pd.Timedelta(days=int(cfg["confirm_min_days"])),
@@ -265,7 +266,7 @@ def guideline(events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, 
                     pid,
                     date,
                     REJECTED,
-                    "guideline: source not listed in tumour_sources or steroid_sources",
+                    "guideline: source not in the source registry",
                     day,
                 )
             )

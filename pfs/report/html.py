@@ -18,8 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from pfs import __version__
-from pfs.evaluate.compare import DAYS_PER_MONTH, comparison_table, km_median, load_annotations
+from pfs.version import __version__
+from pfs.evaluate.compare import comparison_table, km_median, load_annotations
+from pfs.vocab import DAYS_PER_MONTH
 from pfs.report.outputs import Outputs, load_outputs, manual_reference
 from pfs.report.plots import _methods, figures
 

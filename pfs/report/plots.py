@@ -14,13 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pfs.evaluate.compare import DAYS_PER_MONTH, METHODS
+from pfs.extractors import SOURCES
+from pfs.vocab import DAYS_PER_MONTH, METHODS
 
 #: One colour per method, the same in every figure.
 COLOURS = {
-    "steroid": "#d95f02",
-    "nlp": "#7570b3",
-    "imaging": "#1b9e77",
+    **{name: spec.colour for name, spec in SOURCES.items()},
     "reconciled": "#e7298a",
     "manual": "#222222",
 }

@@ -258,7 +258,7 @@ def test_no_events_gives_an_empty_typed_frame() -> None:
 
 def test_an_unknown_source_is_set_aside_by_guideline() -> None:
     rec = run(events(("A", "pathology", "2020-08-01", "biopsy")))
-    assert accepted(rec).empty and "not listed" in rec.loc[0, "rule"]
+    assert accepted(rec).empty and "not in the source registry" in rec.loc[0, "rule"]
 
 
 @pytest.mark.parametrize(
