@@ -188,9 +188,12 @@ def validate(
     for note in export.notes:
         console.print(f"note: {note}")
     if not q.empty:
+        from pfs.exceptions import StrictModeError
+
         for (table, reason), grp in q.groupby(["table", "reason"]):
             console.print(f"  {table}: {len(grp)} x {reason} (first at row {grp['row'].min()})")
-        raise typer.Exit(1)
+        # What `pfs extract --strict` would stop on: its exit code.
+        raise typer.Exit(StrictModeError.exit_code)
 
 
 @app.command()

@@ -8,6 +8,7 @@ in patient order, so what comes out does not depend on the runner or the number 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -58,6 +59,10 @@ class InProcessRunner:
         pass
 
 
+#: Loggers of the cluster machinery, kept off the console unless --verbose.
+_LIBRARY_LOGGERS = ("distributed", "dask", "tornado", "asyncio")
+
+
 class DaskRunner:
     """Tasks on a ``dask.distributed`` cluster: a local one of ``workers`` processes, or ``scheduler``."""
 
@@ -67,6 +72,12 @@ class DaskRunner:
         except ImportError as err:  # pragma: no cover - dask is a core dependency of the install
             raise ConfigError("parallel extraction needs dask[distributed]: pip install 'pfs[dask]'") from err
         self._cluster = None
+        self._quiet = not logging.getLogger().isEnabledFor(logging.INFO)
+        if self._quiet:
+            # distributed configures its own loggers at INFO on import ("Register worker ..."): a user
+            # who did not ask for --verbose sees warnings and errors only.
+            for name in _LIBRARY_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
         if scheduler:
             try:
                 self.client = Client(scheduler, timeout="30s")
@@ -76,10 +87,13 @@ class DaskRunner:
         else:
             import dask
 
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENV,
+            # Worker processes configure their logging from the environment when they import distributed.
+            env = {**WORKER_ENV, "DASK_LOGGING__DISTRIBUTED": "error"} if self._quiet else WORKER_ENV
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": env,
                                   "distributed.worker.daemon": False}):
                 self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                             dashboard_address=None, silence_logs=logging.ERROR)
+                                             dashboard_address=None,
+                                             silence_logs=logging.CRITICAL if self._quiet else logging.WARNING)
             self.client = Client(self._cluster)
             self.workers = workers
         # Tasks queued ahead of the workers: enough to keep them busy, few enough to bound memory.
@@ -111,9 +125,25 @@ class DaskRunner:
             submit_next()
 
     def close(self) -> None:
-        self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()
+        """Client first, then the workers, then the scheduler: no worker is left sending to a closed comm.
+
+        The results are all in by now; what the cluster logs while it goes down (a comm closed in
+        flight, a heartbeat refused) is not the user's concern, so it is hidden unless --verbose.
+        """
+        levels = {name: logging.getLogger(name).level for name in _LIBRARY_LOGGERS}
+        if self._quiet:
+            for name in _LIBRARY_LOGGERS:
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+        try:
+            if self._cluster is not None:
+                with contextlib.suppress(Exception):
+                    self.client.retire_workers(close_workers=True)
+            self.client.close(timeout=30)
+            if self._cluster is not None:
+                self._cluster.close(timeout=30)
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
 
 
 def default_workers() -> int:

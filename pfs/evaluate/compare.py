@@ -14,12 +14,15 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pfs.exceptions import ExportError, PfsError, QuarantineWarning
-from pfs.vocab import DAYS_PER_MONTH, METHODS
+from pfs.io.output import read_endpoints
+from pfs.evaluate.survival import fit_curves, km_summary, methods_in
+from pfs.vocab import DAYS_PER_MONTH
 
 COMPARISON_COLUMNS = [
     "method",
@@ -52,37 +55,6 @@ COMPARISON_COLUMNS = [
 
 
 # --- loading ------------------------------------------------------------------------------------------------
-
-
-def read_endpoints(out_dir: Path | str) -> pd.DataFrame:
-    """OUT/endpoints.csv with typed dates; a clear error when ``pfs extract`` has not been run."""
-    path = Path(out_dir) / "endpoints.csv"
-    if not path.exists():
-        raise ExportError(f"{path}: not found; run `pfs extract EXPORT --out {out_dir}` first")
-    ep = pd.read_csv(
-        path, dtype={"patient_id": str, "method": str, "note": str}, keep_default_na=False, na_values=[""]
-    )
-    missing = [
-        c
-        for c in (
-            "patient_id",
-            "method",
-            "index_date",
-            "progressed",
-            "progression_date",
-            "pfs_event",
-            "pfs_date",
-            "pfs_days",
-        )
-        if c not in ep.columns
-    ]
-    if missing:
-        raise ExportError(f"{path}: column {missing[0]!r} missing; was it written by `pfs extract`?")
-    for col in ("index_date", "progression_date", "pfs_date", "death_date", "last_followup_date"):
-        if col in ep:
-            ep[col] = pd.to_datetime(ep[col], errors="coerce")
-    ep["note"] = ep["note"].fillna("") if "note" in ep else ""
-    return ep
 
 
 def load_annotations(
@@ -242,29 +214,6 @@ def lag_metrics(lag_days: pd.Series) -> dict[str, float]:
     }
 
 
-def km_median(durations: pd.Series, events: pd.Series) -> dict[str, float]:
-    """Kaplan-Meier median with its 95 % CI (lifelines); inf when the curve never reaches 0.5."""
-    from lifelines import KaplanMeierFitter
-    from lifelines.utils import median_survival_times
-
-    if len(durations) == 0:
-        return {
-            "km_median_days": math.nan,
-            "km_median_lower_days": math.nan,
-            "km_median_upper_days": math.nan,
-            "km_median_months": math.nan,
-        }
-    kmf = KaplanMeierFitter().fit(durations.astype(float), events.astype(int))
-    ci = median_survival_times(kmf.confidence_interval_)
-    median = float(kmf.median_survival_time_)
-    return {
-        "km_median_days": median,
-        "km_median_lower_days": float(ci.iloc[0, 0]),
-        "km_median_upper_days": float(ci.iloc[0, 1]),
-        "km_median_months": median / DAYS_PER_MONTH,
-    }
-
-
 def logrank(
     durations_a: pd.Series, events_a: pd.Series, durations_b: pd.Series, events_b: pd.Series
 ) -> tuple[float, float]:
@@ -293,8 +242,11 @@ def c_index(reference_days: pd.Series, predicted_days: pd.Series, reference_even
         return math.nan
 
 
-def method_row(method: str, ep: pd.DataFrame, manual: pd.DataFrame) -> dict[str, object]:
-    """All metrics of one method, on the patients both the method and the reference have."""
+def method_row(method: str, ep: pd.DataFrame, manual: pd.DataFrame, curve: Any = None) -> dict[str, object]:
+    """All metrics of one method, on the patients both the method and the reference have.
+
+    ``curve`` is the method's Kaplan-Meier fit on those patients (see :func:`fit_curves`).
+    """
     m = ep.merge(manual, on="patient_id", suffixes=("", "_manual"))
     row: dict[str, object] = {
         "method": method,
@@ -305,7 +257,7 @@ def method_row(method: str, ep: pd.DataFrame, manual: pd.DataFrame) -> dict[str,
     if method == "manual":
         row.update({k: math.nan for k in ("sensitivity", "specificity", "ppv", "npv", "kappa")})
         row.update(lag_metrics(pd.Series(dtype=float)))
-        row.update(km_median(m["pfs_days"], m["pfs_event"]))
+        row.update(km_summary(curve))
         row.update({"logrank_statistic": math.nan, "logrank_p": math.nan, "c_index": math.nan})
         return row
     row.update(status_metrics(m["progressed"], m["progressed_manual"]))
@@ -313,7 +265,7 @@ def method_row(method: str, ep: pd.DataFrame, manual: pd.DataFrame) -> dict[str,
     row.update(
         lag_metrics((m.loc[both, "progression_date"] - m.loc[both, "progression_date_manual"]).dt.days)
     )
-    row.update(km_median(m["pfs_days"], m["pfs_event"]))
+    row.update(km_summary(curve))
     stat, p = logrank(m["pfs_days"], m["pfs_event"], m["pfs_days_manual"], m["pfs_event_manual"])
     row.update(
         {
@@ -325,13 +277,18 @@ def method_row(method: str, ep: pd.DataFrame, manual: pd.DataFrame) -> dict[str,
     return row
 
 
-def comparison_table(endpoints: pd.DataFrame, annotations: pd.DataFrame) -> pd.DataFrame:
-    """One row per method present in ``endpoints`` (reference-study order) plus the manual reference."""
-    manual = manual_endpoints(endpoints, annotations)
-    present = [m for m in METHODS if m in set(endpoints["method"])]
-    present += sorted(set(endpoints["method"]) - set(METHODS) - {"manual"})
-    rows = [method_row(m, endpoints.loc[endpoints["method"] == m], manual) for m in present]
-    rows.append(method_row("manual", manual, manual))
+def comparison_table(endpoints: pd.DataFrame, annotations: pd.DataFrame, *, manual: pd.DataFrame | None = None,
+                     curves: dict[str, Any] | None = None) -> pd.DataFrame:
+    """One row per method present in ``endpoints`` (reference-study order) plus the manual reference.
+
+    ``manual`` and ``curves`` may be passed when the caller has them already (the HTML report draws
+    the same curves it tabulates).
+    """
+    manual = manual_endpoints(endpoints, annotations) if manual is None else manual
+    curves = fit_curves(endpoints, manual) if curves is None else curves
+    rows = [method_row(m, endpoints.loc[endpoints["method"] == m], manual, curves.get(m))
+            for m in methods_in(endpoints)]
+    rows.append(method_row("manual", manual, manual, curves.get("manual")))
     out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     out["n"] = out["n"].astype("int64")
     out["n_progressed"] = out["n_progressed"].astype("int64")

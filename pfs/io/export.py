@@ -292,7 +292,11 @@ def read_export(root: Path | str, mapping: Mapping | Path | str | None = None,
         path = find_table_file(root, name, tm)
         if path is None:
             if name in REQUIRED_TABLES:
-                raise ExportError(f"{root}: required table '{name}' not found (expected {name}.csv or {name}.parquet)")
+                hint = ""
+                if (root / "export").is_dir() and (root / "truth").is_dir():  # a `pfs synth` folder
+                    hint = f"; this is a synthetic cohort: did you mean {root / 'export'}?"
+                raise ExportError(f"{root}: required table '{name}' not found (expected {name}.csv or "
+                                  f"{name}.parquet){hint}")
             notes.append(f"table '{name}' not present")
             continue
         reader = _TableReader(root, path, name, tm, notes, as_of, block_bytes, known, dropped)

@@ -1,4 +1,5 @@
-"""Writing outputs so that an interrupted run never leaves a table that looks complete."""
+"""Writing outputs so that an interrupted run never leaves a table that looks complete, and reading them
+back (for ``compare``, ``plot``, ``report``) typed by their schemas."""
 
 from __future__ import annotations
 
@@ -89,3 +90,47 @@ def write_json(obj: Any, path: Path) -> Path:
 def write_bytes(data: bytes, path: Path) -> Path:
     _atomic_write_bytes(Path(path), data)
     return Path(path)
+
+
+def read_output(path: Path, name: str) -> pd.DataFrame | None:
+    """An output table typed by its schema (pfs/schemas/NAME.json); None when absent or unreadable.
+
+    String columns stay strings (ids such as 007 keep their zeros) with blanks as "", date columns
+    become datetimes; columns the schema does not name are read as pandas infers them.
+    """
+    from pfs.io.schema import load_schema
+
+    if not path.exists():
+        return None
+    fields = {f.name: f.type for f in load_schema(name).fields}
+    try:
+        frame = pd.read_csv(path, dtype={c: str for c, t in fields.items() if t == "string"},
+                            keep_default_na=False, na_values=[""])
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
+        return None
+    for col in frame.columns:
+        if fields.get(col) == "date":
+            frame[col] = pd.to_datetime(frame[col], errors="coerce")
+        elif frame[col].dtype == object:
+            frame[col] = frame[col].fillna("")
+    return frame
+
+
+def read_endpoints(out_dir: Path | str) -> pd.DataFrame:
+    """OUT/endpoints.csv typed by its schema; a clear error when ``pfs extract`` has not been run."""
+    from pfs.exceptions import ExportError
+    from pfs.io.schema import load_schema
+
+    path = Path(out_dir) / "endpoints.csv"
+    if not path.exists():
+        raise ExportError(f"{path}: not found; run `pfs extract EXPORT --out {out_dir}` first")
+    endpoints = read_output(path, "endpoints")
+    if endpoints is None:
+        raise ExportError(f"{path}: not a readable CSV table; was it written by `pfs extract`?")
+    needed = [*load_schema("endpoints").required_columns, "progression_date"]  # blank when not progressed
+    missing = [c for c in needed if c not in endpoints.columns]
+    if missing:
+        raise ExportError(f"{path}: column {missing[0]!r} missing; was it written by `pfs extract`?")
+    if "note" not in endpoints:
+        endpoints["note"] = ""
+    return endpoints

@@ -12,17 +12,16 @@ import html
 import io
 import json
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from pfs.evaluate.compare import comparison_table
+from pfs.evaluate.survival import fit_curves, km_summary, methods_in
+from pfs.report.outputs import Outputs, Reference, load_outputs, read_reference
+from pfs.report.plots import figures
 from pfs.version import __version__
-from pfs.evaluate.compare import comparison_table, km_median, load_annotations
-from pfs.vocab import DAYS_PER_MONTH
-from pfs.report.outputs import Outputs, load_outputs, manual_reference
-from pfs.report.plots import _methods, figures
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
@@ -85,13 +84,13 @@ def _png(fig: Any, alt: str) -> str:
     return f'<figure><img alt="{esc(alt)}" src="data:image/png;base64,{data}"></figure>'
 
 
-def _cohort(outputs: Outputs) -> str:
+def _cohort(outputs: Outputs, curves: dict[str, Any]) -> str:
     ep = outputs.endpoints
-    parts = [f"<p>{esc(ep['patient_id'].nunique())} patients; methods: {esc(', '.join(_methods(ep)))}.</p>"]
+    parts = [f"<p>{esc(ep['patient_id'].nunique())} patients; methods: {esc(', '.join(methods_in(ep)))}.</p>"]
     rows = []
-    for method in _methods(ep):
+    for method in methods_in(ep):
         sub = ep.loc[ep["method"] == method]
-        km = km_median(sub["pfs_days"], sub["pfs_event"])
+        km = km_summary(curves.get(method))
         rows.append(
             {
                 "method": method,
@@ -99,7 +98,7 @@ def _cohort(outputs: Outputs) -> str:
                 "progressed": int(sub["progressed"].sum()),
                 "progression rate": f"{sub['progressed'].mean():.0%}",
                 "PFS events": int(sub["pfs_event"].sum()),
-                "median PFS (months)": km["km_median_days"] / DAYS_PER_MONTH,
+                "median PFS (months)": km["km_median_months"],
             }
         )
     parts.append(table_html(pd.DataFrame(rows), empty="no endpoints"))
@@ -127,15 +126,13 @@ def _cohort(outputs: Outputs) -> str:
     return "".join(parts)
 
 
-def _comparison(outputs: Outputs, annotations: Path | str | None) -> str:
-    if annotations is None:
+def _comparison(outputs: Outputs, reference: Reference | None, curves: dict[str, Any]) -> str:
+    if reference is None:
         return _na("comparison with manual annotations (no --annotations given)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ann, quarantine = load_annotations(annotations, sorted(outputs.endpoints["patient_id"].unique()))
-    if ann.empty:
+    if reference.manual is None:
         return _na("comparison (no usable annotation rows)")
-    table = comparison_table(outputs.endpoints, ann)
+    quarantine = reference.quarantine
+    table = comparison_table(outputs.endpoints, reference.annotations, manual=reference.manual, curves=curves)
 
     def pct(x: float) -> str:
         return "" if pd.isna(x) else f"{x:.0%}"
@@ -259,8 +256,10 @@ def report(
     from pfs.io.output import write_bytes
 
     outputs = load_outputs(out_dir)
-    manual = manual_reference(outputs, annotations)
-    figs = figures(outputs, manual)
+    reference = read_reference(outputs, annotations)
+    manual = None if reference is None else reference.manual
+    curves = fit_curves(outputs.endpoints, manual)  # the figures draw the fits the tables report
+    figs = figures(outputs, manual, curves=curves)
     titles = {
         "km": "Kaplan-Meier PFS per method",
         "swimmer": "Patient courses",
@@ -280,9 +279,9 @@ def report(
         + (f"; config hash {esc(manifest.get('config_hash', ''))}" if manifest else "")
         + ".</p>",
         "<h2>Cohort</h2>",
-        _cohort(outputs),
+        _cohort(outputs, curves),
         "<h2>Comparison with the manual annotations</h2>",
-        _comparison(outputs, annotations),
+        _comparison(outputs, reference, curves),
         "<h2>Figures</h2>",
         fig_html,
         "<h2>Patients</h2><p>Each event with its evidence (sentence, dose change, volume change) and how the "

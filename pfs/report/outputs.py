@@ -1,6 +1,6 @@
 """Reading the outputs of ``pfs extract`` for plots and the report; every table but endpoints is optional.
 
-A table that a run did not produce (a source not built, an older version) comes back as ``None`` so that
+A table that a run did not produce (a source not run, an older version) comes back as ``None`` so that
 each figure or section can say "not available" instead of failing.
 """
 
@@ -14,25 +14,15 @@ from typing import Any
 import pandas as pd
 
 from pfs.exceptions import ExportError
+from pfs.io.output import read_endpoints, read_output
 
-_DATE_COLUMNS = {
-    "events": ["event_date"],
-    "reconciled_events": ["event_date"],
-    "steroid_daily": ["date", "start_date", "end_date"],
-    "steroid_courses": ["start_date", "end_date", "peak_date"],
-    "report_labels": ["report_date"],
-    "volumes": ["study_date"],
-}
-OPTIONAL_TABLES = (
-    "events",
-    "reconciled_events",
-    "quarantine",
-    "steroid_daily",
-    "steroid_courses",
-    "report_labels",
-    "volumes",
-    "comparison",
-)
+
+def _optional_tables() -> tuple[str, ...]:
+    """Every output table but endpoints: the run's events and quarantine, each source's own tables."""
+    from pfs.extractors import SOURCES
+
+    per_source = tuple(t for spec in SOURCES.values() for t in spec.output_tables)
+    return ("events", "reconciled_events", "quarantine", *per_source, "comparison")
 
 
 @dataclass
@@ -48,36 +38,13 @@ class Outputs:
         return self.tables.get(name)
 
 
-def _read(path: Path, name: str) -> pd.DataFrame | None:
-    if not path.exists():
-        return None
-    try:
-        frame = pd.read_csv(
-            path,
-            dtype={"patient_id": str, "ref_id": str, "report_id": str, "study_id": str},
-            keep_default_na=False,
-            na_values=[""],
-        )
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
-        return None
-    for col in _DATE_COLUMNS.get(name, []):
-        if col in frame:
-            frame[col] = pd.to_datetime(frame[col], errors="coerce")
-    for col in frame.columns:
-        if frame[col].dtype == object:
-            frame[col] = frame[col].fillna("")
-    return frame
-
-
 def load_outputs(out_dir: Path | str) -> Outputs:
     """Endpoints (required), the optional tables and the manifest of ``out_dir``."""
-    from pfs.evaluate.compare import read_endpoints
-
     root = Path(out_dir)
     if not root.is_dir():
         raise ExportError(f"{root}: output directory not found; run `pfs extract EXPORT --out {root}` first")
     endpoints = read_endpoints(root)
-    tables = {name: _read(root / f"{name}.csv", name) for name in OPTIONAL_TABLES}
+    tables = {name: read_output(root / f"{name}.csv", name) for name in _optional_tables()}
     manifest = None
     if (root / "manifest.json").exists():
         try:
@@ -87,8 +54,17 @@ def load_outputs(out_dir: Path | str) -> Outputs:
     return Outputs(root=root, endpoints=endpoints, tables=tables, manifest=manifest)
 
 
-def manual_reference(outputs: Outputs, annotations: Path | str | None) -> pd.DataFrame | None:
-    """The manual PFS per patient (see :func:`pfs.evaluate.compare.manual_endpoints`), or None."""
+@dataclass
+class Reference:
+    """The manual annotations of a run, read once: the clean rows, the rows set aside, the manual PFS."""
+
+    annotations: pd.DataFrame
+    quarantine: pd.DataFrame
+    manual: pd.DataFrame | None
+
+
+def read_reference(outputs: Outputs, annotations: Path | str | None) -> Reference | None:
+    """The annotations against ``outputs`` (see :func:`pfs.evaluate.compare.manual_endpoints`), or None."""
     if annotations is None:
         return None
     import warnings
@@ -97,5 +73,12 @@ def manual_reference(outputs: Outputs, annotations: Path | str | None) -> pd.Dat
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the quarantine is reported by `pfs compare`, not by every figure
-        ann, _ = load_annotations(annotations, sorted(outputs.endpoints["patient_id"].unique()))
-    return manual_endpoints(outputs.endpoints, ann) if not ann.empty else None
+        ann, quarantine = load_annotations(annotations, sorted(outputs.endpoints["patient_id"].unique()))
+    manual = manual_endpoints(outputs.endpoints, ann) if not ann.empty else None
+    return Reference(annotations=ann, quarantine=quarantine, manual=manual)
+
+
+def manual_reference(outputs: Outputs, annotations: Path | str | None) -> pd.DataFrame | None:
+    """The manual PFS per patient, or None without (usable) annotations."""
+    ref = read_reference(outputs, annotations)
+    return None if ref is None else ref.manual

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pfs.evaluate.survival import fit_curves, methods_in
 from pfs.extractors import SOURCES
-from pfs.vocab import DAYS_PER_MONTH, METHODS
+from pfs.vocab import DAYS_PER_MONTH
 
 #: One colour per method, the same in every figure.
 COLOURS = {
@@ -62,28 +63,21 @@ def _not_available(ax: Any, what: str) -> Any:
     return ax
 
 
-def _methods(endpoints: pd.DataFrame) -> list[str]:
-    present = set(endpoints["method"])
-    return [m for m in METHODS if m in present] + sorted(present - set(METHODS) - {"manual"})
+def km_plot(endpoints: pd.DataFrame, manual: pd.DataFrame | None = None, ax: Any = None,
+            curves: dict[str, Any] | None = None) -> Any:
+    """Kaplan-Meier PFS per method (months since index), the manual curve dashed black, one at-risk table.
 
-
-def km_plot(endpoints: pd.DataFrame, manual: pd.DataFrame | None = None, ax: Any = None) -> Any:
-    """Kaplan-Meier PFS per method (months since index), the manual curve dashed black, one at-risk table."""
-    from lifelines import KaplanMeierFitter
+    ``curves`` are the fits of :func:`pfs.evaluate.survival.fit_curves` when the caller has them (the
+    report tabulates the same fits); they are in days, so the axis is ticked every 6 months of days.
+    """
     from lifelines.plotting import add_at_risk_counts
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
 
     ax = _axes(ax, (9, 6))
-    frames = [(m, endpoints.loc[endpoints["method"] == m]) for m in _methods(endpoints)]
-    if manual is not None and not manual.empty:
-        frames.append(("manual", manual))
-    frames = [(m, f) for m, f in frames if not f.empty]
-    if not frames:
+    curves = fit_curves(endpoints, manual) if curves is None else curves
+    if not curves:
         return _not_available(ax, "Kaplan-Meier curves (no endpoints)")
-    fitters = []
-    for method, frame in frames:
-        kmf = KaplanMeierFitter(label=method).fit(
-            frame["pfs_days"].astype(float) / DAYS_PER_MONTH, frame["pfs_event"].astype(int)
-        )
+    for method, kmf in curves.items():
         kmf.plot_survival_function(
             ax=ax,
             ci_show=False,
@@ -91,36 +85,22 @@ def km_plot(endpoints: pd.DataFrame, manual: pd.DataFrame | None = None, ax: Any
             linewidth=2.5 if method in ("manual", "reconciled") else 1.6,
             linestyle="--" if method == "manual" else "-",
         )
-        fitters.append(kmf)
+    ax.xaxis.set_major_locator(MultipleLocator(6 * DAYS_PER_MONTH))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda days, _: f"{days / DAYS_PER_MONTH:.0f}"))
     ax.set_xlabel("months since the index date")
     ax.set_ylabel("progression-free survival")
     ax.set_ylim(0, 1.02)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     ax.set_title("Kaplan-Meier PFS per method")
-    add_at_risk_counts(*fitters, ax=ax, fig=ax.figure, rows_to_show=["At risk"])
+    add_at_risk_counts(*curves.values(), ax=ax, fig=ax.figure, rows_to_show=["At risk"])
     return ax
 
 
 def _dose_segments(daily: pd.DataFrame) -> pd.DataFrame:
-    """Dose runs (start, end, dose) from either form of steroid_daily.
-
-    The steroid extractor writes run-length rows (start_date, end_date, dex_eq_mg_per_day); one row per day
-    (date, dex_eq_mg_per_day) is accepted too and folded into runs of the same dose, so a year of doses is
-    a few lines.
-    """
-    if {"start_date", "end_date"} <= set(daily.columns):
-        d = daily.loc[daily["dex_eq_mg_per_day"].fillna(0) > 0]
-        return pd.DataFrame({"start": d["start_date"], "end": d["end_date"], "dose": d["dex_eq_mg_per_day"]})
-    if "date" not in daily:
-        return pd.DataFrame(columns=["start", "end", "dose"])
-    d = daily.sort_values("date")
-    d = d.loc[d["dex_eq_mg_per_day"].fillna(0) > 0]
-    if d.empty:
-        return pd.DataFrame(columns=["start", "end", "dose"])
-    gap = (d["date"].diff().dt.days != 1) | (d["dex_eq_mg_per_day"].diff() != 0)
-    run = gap.cumsum()
-    return d.groupby(run).agg(start=("date", "min"), end=("date", "max"), dose=("dex_eq_mg_per_day", "first"))
+    """Dose runs (start, end, dose) with a dose, from steroid_daily's run-length rows."""
+    d = daily.loc[daily["dex_eq_mg_per_day"].fillna(0) > 0]
+    return pd.DataFrame({"start": d["start_date"], "end": d["end_date"], "dose": d["dex_eq_mg_per_day"]})
 
 
 def swimmer_plot(
@@ -143,7 +123,7 @@ def swimmer_plot(
     from matplotlib.lines import Line2D
 
     base_method = (
-        "reconciled" if "reconciled" in set(endpoints["method"]) else (_methods(endpoints) or [None])[0]
+        "reconciled" if "reconciled" in set(endpoints["method"]) else (methods_in(endpoints) or [None])[0]
     )
     base = endpoints.loc[endpoints["method"] == base_method].sort_values(["pfs_days", "patient_id"])
     n_total = len(base)
@@ -323,7 +303,7 @@ def lag_plot(endpoints: pd.DataFrame, manual: pd.DataFrame | None, ax: Any = Non
     if manual is None or manual.empty:
         return _not_available(ax, "lag distribution (no annotations)")
     lag = lags(endpoints, manual)
-    methods = [m for m in _methods(endpoints) if (lag["method"] == m).any()]
+    methods = [m for m in methods_in(endpoints) if (lag["method"] == m).any()]
     if not methods:
         return _not_available(
             ax, "lag distribution (no patient progressed per both a method and the reference)"
@@ -371,13 +351,14 @@ def bland_altman_plot(
     return ax
 
 
-def figures(outputs: Any, manual: pd.DataFrame | None, max_patients: int = 40) -> dict[str, Any]:
+def figures(outputs: Any, manual: pd.DataFrame | None, max_patients: int = 40,
+            curves: dict[str, Any] | None = None) -> dict[str, Any]:
     """name -> matplotlib Figure for every plot the outputs allow (the report embeds the same figures)."""
     ep = outputs.endpoints
     figs: dict[str, Any] = {}
     fig = _figure((9, 6.5))
     ax = fig.subplots()
-    km_plot(ep, manual, ax=ax)
+    km_plot(ep, manual, ax=ax, curves=curves)
     fig.tight_layout()
     figs["km"] = fig
     n = min(max_patients, ep["patient_id"].nunique())
@@ -400,7 +381,7 @@ def figures(outputs: Any, manual: pd.DataFrame | None, max_patients: int = 40) -
         lag_plot(ep, manual, ax=ax)
         fig.tight_layout()
         figs["lag"] = fig
-        methods = _methods(ep)
+        methods = methods_in(ep)
         fig = _figure((4.5 * len(methods), 4.2))
         axes = fig.subplots(1, len(methods), squeeze=False, sharey=True)
         for m, a in zip(methods, axes[0], strict=True):

@@ -12,12 +12,12 @@ from pfs.evaluate.compare import (
     COMPARISON_COLUMNS,
     c_index,
     compare,
-    km_median,
     lag_metrics,
     logrank,
     manual_endpoints,
     status_metrics,
 )
+from pfs.evaluate.survival import km_median
 from pfs.exceptions import ExportError, PfsError, QuarantineWarning
 from pfs.io.output import write_table
 from pfs.io.schema import load_schema

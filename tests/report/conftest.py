@@ -77,12 +77,11 @@ def cohort() -> dict[str, pd.DataFrame]:
         + [build_endpoints(patients, reconciled, "reconciled")],
         ignore_index=True,
     )
-    daily = []
-    for pid, s in zip(ids[:5], surgery[:5], strict=True):
-        for k in range(40):
-            daily.append(
-                {"date": s + pd.Timedelta(days=180 + k), "patient_id": pid, "dex_eq_mg_per_day": 8.0}
-            )
+    daily = [  # steroid_daily's run-length rows: 40 days of 8 mg from day 180
+        {"patient_id": pid, "start_date": s + pd.Timedelta(days=180), "end_date": s + pd.Timedelta(days=219),
+         "days": 40, "dex_eq_mg_per_day": 8.0, "counted_dex_eq_mg_per_day": 8.0, "active_orders": 1}
+        for pid, s in zip(ids[:5], surgery[:5], strict=True)
+    ]
     labels = pd.DataFrame(
         [
             {

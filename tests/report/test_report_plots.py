@@ -72,21 +72,16 @@ def test_lags_are_method_minus_manual_in_days(out_dir: Path) -> None:
     assert isinstance(lag, pd.DataFrame) and lag.loc["P1", "mean_days"] == 205
 
 
-def test_dose_band_reads_both_forms_of_the_steroid_series() -> None:
+def test_dose_band_draws_the_runs_with_a_dose() -> None:
     from pfs.report.plots import _dose_segments
 
-    days = pd.DataFrame(
-        {"date": pd.date_range("2020-01-01", periods=6), "dex_eq_mg_per_day": [8.0, 8.0, 4.0, 0.0, 4.0, 4.0]}
-    )
-    seg = _dose_segments(days).reset_index(drop=True)
-    # Runs: 8 mg on days 1-2, 4 mg on day 3, nothing on day 4, 4 mg on days 5-6.
-    assert seg["dose"].tolist() == [8.0, 4.0, 4.0]
-    assert seg["start"].dt.day.tolist() == [1, 3, 5] and seg["end"].dt.day.tolist() == [2, 3, 6]
     runs = pd.DataFrame(
         {
-            "start_date": [pd.Timestamp("2020-01-01")],
-            "end_date": [pd.Timestamp("2020-01-09")],
-            "dex_eq_mg_per_day": [16.0],
+            "start_date": pd.to_datetime(["2020-01-01", "2020-01-10", "2020-02-01"]),
+            "end_date": pd.to_datetime(["2020-01-09", "2020-01-31", "2020-02-05"]),
+            "dex_eq_mg_per_day": [16.0, 0.0, 4.0],
         }
     )
-    assert _dose_segments(runs)["dose"].tolist() == [16.0]
+    seg = _dose_segments(runs)
+    assert seg["dose"].tolist() == [16.0, 4.0]  # the steroid-free run is not drawn
+    assert seg["start"].dt.day.tolist() == [1, 1] and seg["end"].dt.day.tolist() == [9, 5]
