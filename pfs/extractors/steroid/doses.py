@@ -83,6 +83,21 @@ _VOLUME = re.compile(_NUM + r"\s?(?:ml|mls|milliliters?|cc)\b")
 _DURATION = re.compile(r"(?:\bx|\bfor|×|\btimes)\s?" + r"(\d+|one|two|three|four|five|six)\s?(days?|d|weeks?|wks?|w)\b")
 _STOP = re.compile(r"\b(?:stop|off|discontinue|dc|d/c|done|end)\b")
 
+#: Why an order's dose cannot be read: the quarantine reasons of this parser, written once. ``{unit}``
+#: is the order's dose unit, quoted.
+DOSE_PROBLEMS = {
+    "sig_tablets_without_strength": "tablet count in the sig but no strength in the drug name",
+    "sig_volume_without_concentration": "volume in the sig but no mg/mL concentration",
+    "no_dose": "no dose in the dose column or the sig",
+    "zero_dose": "dose is zero",
+    "units_without_strength": "dose in {unit} but no mg strength in the drug name",
+    "ml_without_concentration": "dose in mL but no mg/mL concentration in the drug name or sig",
+    "concentration_without_volume": "dose unit mg/mL without a volume in the sig",
+    "no_unit_and_no_sig_mg": "dose without a unit, and no mg amount in the sig",
+    "unknown_unit": "unknown dose unit {unit}",
+    "no_frequency": "no frequency in the frequency column or the sig",
+}
+
 
 @dataclass(frozen=True)
 class FrequencyRules:
@@ -204,30 +219,71 @@ def duration_days(text: str) -> float | None:
     return n * 7 if m.group(2).startswith("w") else n
 
 
+def _dose_forms(t: str) -> tuple[float, float, float, float]:
+    """The dose as a normalised text writes it: (mg 'total', tablet count, mL, mg), NaN for a form it lacks.
+
+    A volume inside a concentration ('1 mg/5 mL') is not a volume to take.
+    """
+    total = _TOTAL.search(t)
+    tabs = _TAKE_UNITS.search(t)
+    vol = _VOLUME.search(t)
+    conc = _CONCENTRATION.search(t)
+    if vol and conc and conc.start() <= vol.start() <= conc.end():
+        vol = None
+    mass = _STRENGTH.search(t)
+    return (
+        float(total.group(1)) * _UNIT_MG[total.group(2)] if total else np.nan,
+        _number(tabs.group(1)) if tabs else np.nan,
+        float(vol.group(1)) if vol else np.nan,
+        float(mass.group(1)) * _UNIT_MG[mass.group(2)] if mass else np.nan,
+    )
+
+
+def _sig_dose(
+    total: np.ndarray, tabs: np.ndarray, strength: np.ndarray, vol: np.ndarray, conc: np.ndarray, mass: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mg per administration, reason or None) per row from the dose forms of :func:`_dose_forms`.
+
+    The first form present wins: a written total, tablets x strength, mL x concentration, a plain mg amount.
+    """
+    mg = np.select(
+        [~np.isnan(total), ~np.isnan(tabs), ~np.isnan(vol), ~np.isnan(mass)],
+        [total, tabs * strength, vol * conc, mass],
+        np.nan,
+    )
+    why = np.select(
+        [
+            ~np.isnan(total),
+            ~np.isnan(tabs) & np.isnan(strength),
+            ~np.isnan(tabs),
+            ~np.isnan(vol) & np.isnan(conc),
+            ~np.isnan(vol),
+            ~np.isnan(mass),
+        ],
+        [
+            None,
+            DOSE_PROBLEMS["sig_tablets_without_strength"],
+            None,
+            DOSE_PROBLEMS["sig_volume_without_concentration"],
+            None,
+            None,
+        ],
+        DOSE_PROBLEMS["no_dose"],
+    ).astype(object)
+    return mg, why
+
+
 @lru_cache(maxsize=1 << 16)
 def dose_from_text(text: str, drug_name: str) -> tuple[float | None, str | None]:
-    """mg per administration written in a sig (or a taper step); (None, reason) when absent."""
-    t = normalise_one(text)
-    m = _TOTAL.search(t)
-    if m:
-        return float(m.group(1)) * _UNIT_MG[m.group(2)], None
-    m = _TAKE_UNITS.search(t)
-    if m:
-        strength = strength_mg(drug_name)
-        if strength is None:
-            return None, "tablet count in the sig but no strength in the drug name"
-        return _number(m.group(1)) * strength, None
-    m = _VOLUME.search(t)
-    conc_in_text = _CONCENTRATION.search(t)
-    if m and not (conc_in_text and conc_in_text.start() <= m.start() <= conc_in_text.end()):
-        conc = concentration_mg_per_ml(drug_name) or concentration_mg_per_ml(text)
-        if conc is None:
-            return None, "volume in the sig but no mg/mL concentration"
-        return float(m.group(1)) * conc, None
-    m = _STRENGTH.search(t)
-    if m:
-        return float(m.group(1)) * _UNIT_MG[m.group(2)], None
-    return None, "no dose in the dose column or the sig"
+    """mg per administration written in one text (a sig or a taper step); (None, reason) when absent.
+
+    The same reading as :func:`parse_orders` gives a sig, on one text.
+    """
+    total, tabs, vol, mass = ([x] for x in _dose_forms(normalise_one(text)))
+    strength = [strength_mg(drug_name) or np.nan]
+    conc = [concentration_mg_per_ml(drug_name) or concentration_mg_per_ml(text) or np.nan]
+    mg, why = _sig_dose(*(np.asarray(a, dtype="float64") for a in (total, tabs, strength, vol, conc, mass)))
+    return (None, str(why[0])) if why[0] is not None else (float(mg[0]), None)
 
 
 def parse_taper(
@@ -305,24 +361,18 @@ def _sig_tuple(sig: str, rules: FrequencyRules, antiemetic: re.Pattern[str]) -> 
     """What a sig says on its own: frequency, duration, antiemetic use, the dose in each form it may take."""
     per_day, once, prn = _freq_tuple(sig, rules)
     t = normalise_one(sig)
-    total = _TOTAL.search(t)
-    tabs = _TAKE_UNITS.search(t)
-    vol = _VOLUME.search(t)
-    conc = _CONCENTRATION.search(t)
-    if vol and conc and conc.start() <= vol.start() <= conc.end():
-        vol = None
-    mass = _STRENGTH.search(t)
+    total_mg, tablets, volume_ml, mass_mg = _dose_forms(t)
     return (
         per_day,
         once,
         prn,
         duration_days(sig) if sig else None,
         bool(antiemetic.search(t)),
-        float(total.group(1)) * _UNIT_MG[total.group(2)] if total else np.nan,
-        _number(tabs.group(1)) if tabs else np.nan,
-        float(vol.group(1)) if vol else np.nan,
+        total_mg,
+        tablets,
+        volume_ml,
         concentration_mg_per_ml(sig) or np.nan,
-        float(mass.group(1)) * _UNIT_MG[mass.group(2)] if mass else np.nan,
+        mass_mg,
         bool(_TAPER_WORDS.search(sig)),
         _split_dose(t, rules),
     )
@@ -424,34 +474,16 @@ def parse_orders(
     total, tabs = S["total_mg"].to_numpy(dtype="float64"), S["tablets"].to_numpy(dtype="float64")
     vol, mass = S["volume_ml"].to_numpy(dtype="float64"), S["mass_mg"].to_numpy(dtype="float64")
     # ... as the sig writes it (used when the dose column is blank, or its unit is blank)
-    sig_mg = np.select(
-        [~np.isnan(total), ~np.isnan(tabs), ~np.isnan(vol), ~np.isnan(mass)],
-        [total, tabs * strength, vol * conc, mass],
-        np.nan,
-    )
-    sig_why = np.select(
-        [
-            ~np.isnan(total),
-            ~np.isnan(tabs) & np.isnan(strength),
-            ~np.isnan(tabs),
-            ~np.isnan(vol) & np.isnan(conc),
-            ~np.isnan(vol),
-            ~np.isnan(mass),
-        ],
-        [
-            None,
-            "tablet count in the sig but no strength in the drug name",
-            None,
-            "volume in the sig but no mg/mL concentration",
-            None,
-            None,
-        ],
-        "no dose in the dose column or the sig",
-    ).astype(object)
+    sig_mg, sig_why = _sig_dose(total, tabs, strength, vol, conc, mass)
     kind = U["kind"].to_numpy()
     has = ~np.isnan(dose)
     unit_text = meds["dose_unit"].fillna("").astype(str)
     quoted = unit_text.map({u: repr(u) for u in unit_text.unique()}).to_numpy(dtype=object)
+
+    def with_unit(key: str) -> np.ndarray:
+        before, after = DOSE_PROBLEMS[key].split("{unit}")
+        return before + quoted + after
+
     mg = np.select(
         [~has, kind == "mass", kind == "tablet", kind == "ml", kind == "conc", kind == "blank"],
         [
@@ -480,21 +512,21 @@ def parse_orders(
         ],
         [
             sig_why,
-            "dose is zero",
+            DOSE_PROBLEMS["zero_dose"],
             None,
-            "dose in " + quoted + " but no mg strength in the drug name",
+            with_unit("units_without_strength"),
             None,
-            "dose in mL but no mg/mL concentration in the drug name or sig",
+            DOSE_PROBLEMS["ml_without_concentration"],
             None,
-            "dose unit mg/mL without a volume in the sig",
+            DOSE_PROBLEMS["concentration_without_volume"],
             None,
-            "dose without a unit, and no mg amount in the sig",
+            DOSE_PROBLEMS["no_unit_and_no_sig_mg"],
             None,
         ],
         None,
     ).astype(object)
     unknown = has & (kind == "unknown")
-    why = np.where(unknown, "unknown dose unit " + quoted, why)
+    why = np.where(unknown, with_unit("unknown_unit"), why)
     why_col = np.where(~has, "sig", np.where(has & (dose == 0), "dose", "dose_unit")).astype(object)
     ok_dose = pd.isna(why)
     mg = np.where(ok_dose, mg, np.nan)
@@ -517,7 +549,7 @@ def parse_orders(
         index=idx,
     ).astype({"schedule": object, "problem": object, "problem_column": object})
     no_freq = ok_dose & np.isnan(per_day)
-    out.loc[no_freq, "problem"] = "no frequency in the frequency column or the sig"
+    out.loc[no_freq, "problem"] = DOSE_PROBLEMS["no_frequency"]
     out.loc[no_freq, "problem_column"] = "frequency"
     out.loc[no_freq, ["drug_mg_per_day"]] = np.nan
     # A sig with two doses at two times overrides the dose column, which can hold only one of them.
