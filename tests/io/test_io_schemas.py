@@ -72,7 +72,7 @@ def _sequences() -> Any:
 #: Every shipped rule file and the function pfs reads it with (found by grepping the file name in pfs/).
 RULE_LOADERS: dict[str, Callable[[], Any]] = {
     "corticosteroids.json": _fn("pfs.extractors.steroid.drugs", "load_rules"),
-    "steroid_frequencies.json": _fn("pfs.extractors.steroid.doses", "load_frequency_rules"),
+    "steroid_frequencies.json": _fn("pfs.extractors.steroid.frequencies", "load_frequency_rules"),
     "fhir_mapping.json": _fn("pfs.io.fhir", "load_rules"),
     "omop_mapping.json": _fn("pfs.io.omop", "load_rules"),
     "sequences.json": _sequences,

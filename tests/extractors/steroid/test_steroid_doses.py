@@ -8,17 +8,10 @@ import pandas as pd
 import pytest
 
 from pfs.exceptions import RuleFileError
-from pfs.extractors.steroid.doses import (
-    concentration_mg_per_ml,
-    duration_days,
-    parse_frequency,
-    parse_frequency_rules,
-    parse_one,
-    parse_orders,
-    parse_taper,
-    strength_mg,
-)
+from pfs.extractors.steroid.doses import parse_one, parse_orders
 from pfs.extractors.steroid.drugs import load_rules
+from pfs.extractors.steroid.frequencies import parse_frequency, parse_frequency_rules
+from pfs.extractors.steroid.sig import concentration_mg_per_ml, duration_days, parse_taper, strength_mg
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +80,7 @@ def _one(rules, name, dose, unit, freq, sig, drug="dexamethasone"):
 
 
 def parse_frequency_rules_cached():
-    from pfs.extractors.steroid.doses import load_frequency_rules
+    from pfs.extractors.steroid.frequencies import load_frequency_rules
 
     return load_frequency_rules()
 
