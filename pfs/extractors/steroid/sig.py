@@ -165,12 +165,12 @@ def sig_dose(
 def dose_from_text(text: str, drug_name: str) -> tuple[float | None, str | None]:
     """mg per administration written in one text (a sig or a taper step); (None, reason) when absent.
 
-    The same reading as :func:`parse_orders` gives a sig, on one text.
+    The same reading :func:`pfs.extractors.steroid.doses.parse_orders` gives a sig, on one text.
     """
-    total, tabs, vol, mass = ([x] for x in dose_forms(normalise_one(text)))
-    strength = [strength_mg(drug_name) or np.nan]
-    conc = [concentration_mg_per_ml(drug_name) or concentration_mg_per_ml(text) or np.nan]
-    mg, why = sig_dose(*(np.asarray(a, dtype="float64") for a in (total, tabs, strength, vol, conc, mass)))
+    total, tabs, vol, mass = (np.array([x], dtype="float64") for x in dose_forms(normalise_one(text)))
+    strength = np.array([strength_mg(drug_name) or np.nan])
+    conc = np.array([concentration_mg_per_ml(drug_name) or concentration_mg_per_ml(text) or np.nan])
+    mg, why = sig_dose(total, tabs, strength, vol, conc, mass)
     return (None, str(why[0])) if why[0] is not None else (float(mg[0]), None)
 
 
