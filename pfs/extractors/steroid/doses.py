@@ -1,59 +1,53 @@
-"""Dose, unit, frequency and sig parsing for corticosteroid orders.
+"""Dose, unit, frequency and sig parsing for corticosteroid orders: one row per order, read in bulk.
 
 EHR orders say the same thing in many ways ("4 mg PO BID", "Take 1 tablet (4 mg total) by mouth
 2 (two) times daily", dose 0.5 unit mL of a 1 mg/mL solution, "8 mg x3 days then 4 mg x3 days then
 stop"). Each distinct combination of (drug name, dose, unit, frequency, sig) is parsed once; what
-cannot be read is returned with a reason for the quarantine, never guessed.
+cannot be read is returned with a reason for the quarantine (:data:`DOSE_PROBLEMS`), never guessed.
+What one text says (a dose, a strength, a duration, a written taper) is read by :mod:`.sig`; how often
+by :mod:`.frequencies`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cache, lru_cache
-from importlib import resources
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pfs.exceptions import RuleFileError
 from pfs.extractors.steroid.drugs import SteroidRules, normalise_one
+from pfs.extractors.steroid.frequencies import FrequencyRules, load_frequency_rules, parse_frequency
+from pfs.extractors.steroid.sig import (
+    DOSE_PROBLEMS,
+    STRENGTH,
+    UNIT_MG,
+    concentration_mg_per_ml,
+    dose_forms,
+    dose_from_text,
+    duration_days,
+    parse_taper,
+    sig_dose,
+    strength_mg,
+    taper_steps,
+)
 
-FREQUENCY_FILE = "steroid_frequencies.json"
-_FREQ_KEYS = {"description", "sources", "once", "prn", "every_hours", "times_per_day", "fixed"}
-_NUM = r"(\d+(?:\.\d+)?|\.\d+)"
-_WORD_NUMBERS = {
-    "one": 1.0,
-    "two": 2.0,
-    "three": 3.0,
-    "four": 4.0,
-    "five": 5.0,
-    "six": 6.0,
-    "half": 0.5,
-    "1/2": 0.5,
-    "½": 0.5,
-    "one half": 0.5,
-    "1 1/2": 1.5,
-    "one and a half": 1.5,
-}
-_UNIT_MG = {
-    "mg": 1.0,
-    "milligram": 1.0,
-    "milligrams": 1.0,
-    "mgs": 1.0,
-    "g": 1000.0,
-    "gm": 1000.0,
-    "gram": 1000.0,
-    "grams": 1000.0,
-    "mcg": 0.001,
-    "ug": 0.001,
-    "µg": 0.001,
-    "microgram": 0.001,
-    "micrograms": 0.001,
-}
+__all__ = [
+    "DOSE_PROBLEMS",
+    "PARSED_COLUMNS",
+    "FrequencyRules",
+    "concentration_mg_per_ml",
+    "dose_from_text",
+    "duration_days",
+    "load_frequency_rules",
+    "parse_frequency",
+    "parse_one",
+    "parse_orders",
+    "parse_taper",
+    "strength_mg",
+]
+
 _UNIT_TABLET = {
     "tab",
     "tabs",
@@ -70,202 +64,6 @@ _UNIT_TABLET = {
 }
 _UNIT_ML = {"ml", "mls", "milliliter", "milliliters", "millilitre", "cc"}
 _UNIT_CONC = {"mg/ml", "mg/ ml", "mg /ml", "mg per ml"}
-_MASS = r"(mg|milligrams?|mcg|micrograms?|ug|µg|g|gm|grams?)"
-_STRENGTH = re.compile(_NUM + r"\s?" + _MASS + r"(?!\s?/|[a-z])")
-_CONCENTRATION = re.compile(_NUM + r"\s?mg\s?/\s?" + r"(\d+(?:\.\d+)?)?\s?ml\b")
-_TOTAL = re.compile(_NUM + r"\s?" + _MASS + r"\s(?:total|in total)\b")
-_TAKE_UNITS = re.compile(
-    r"(?:take|give|takes|administer|use)?\s?(one and a half|1 1/2|one half|half|1/2|½|one|two|three|"
-    r"four|five|six|"
-    + r"\d+(?:\.\d+)?)\s?(?:(?:one|two|three|four|half)\s)?(?:tablets?|tabs?|capsules?|caps?|pills?)\b"
-)
-_VOLUME = re.compile(_NUM + r"\s?(?:ml|mls|milliliters?|cc)\b")
-_DURATION = re.compile(r"(?:\bx|\bfor|×|\btimes)\s?" + r"(\d+|one|two|three|four|five|six)\s?(days?|d|weeks?|wks?|w)\b")
-_STOP = re.compile(r"\b(?:stop|off|discontinue|dc|d/c|done|end)\b")
-
-
-@dataclass(frozen=True)
-class FrequencyRules:
-    once: tuple[re.Pattern[str], ...]
-    prn: tuple[re.Pattern[str], ...]
-    every_hours: tuple[re.Pattern[str], ...]
-    times_per_day: tuple[re.Pattern[str], ...]
-    fixed: tuple[tuple[re.Pattern[str], float], ...]
-
-
-def parse_frequency_rules(data: dict[str, Any]) -> FrequencyRules:
-    """Validate and compile the frequency vocabulary (shape of ``pfs/rules/steroid_frequencies.json``)."""
-    unknown = set(data) - _FREQ_KEYS
-    if unknown:
-        raise RuleFileError(f"{FREQUENCY_FILE}: unknown key(s) {sorted(unknown)} (allowed: {sorted(_FREQ_KEYS)})")
-
-    def comp(p: str) -> re.Pattern[str]:
-        try:
-            return re.compile(p)
-        except re.error as err:
-            raise RuleFileError(f"{FREQUENCY_FILE}: bad pattern {p!r}: {err}") from err
-
-    fixed = []
-    for item in data.get("fixed", []):
-        bad = set(item) - {"pattern", "per_day"}
-        if bad:
-            raise RuleFileError(f"{FREQUENCY_FILE}: unknown key(s) {sorted(bad)} in a 'fixed' entry")
-        if not isinstance(item.get("per_day"), (int, float)) or item["per_day"] <= 0:
-            raise RuleFileError(f"{FREQUENCY_FILE}: per_day must be a positive number, not {item.get('per_day')!r}")
-        fixed.append((comp(item["pattern"]), float(item["per_day"])))
-    return FrequencyRules(
-        once=tuple(comp(p) for p in data.get("once", [])),
-        prn=tuple(comp(p) for p in data.get("prn", [])),
-        every_hours=tuple(comp(p) for p in data.get("every_hours", [])),
-        times_per_day=tuple(comp(p) for p in data.get("times_per_day", [])),
-        fixed=tuple(fixed),
-    )
-
-
-@cache
-def load_frequency_rules() -> FrequencyRules:
-    text = resources.files("pfs.rules").joinpath(FREQUENCY_FILE).read_text(encoding="utf-8")
-    try:
-        return parse_frequency_rules(json.loads(text))
-    except json.JSONDecodeError as err:
-        raise RuleFileError(f"{FREQUENCY_FILE}: not valid JSON: {err}") from err
-
-
-@dataclass(frozen=True)
-class Frequency:
-    """Administrations per day; ``once`` for a single dose, ``prn`` for as-needed orders."""
-
-    per_day: float
-    once: bool = False
-    prn: bool = False
-
-
-@lru_cache(maxsize=1 << 16)
-def parse_frequency(text: str, rules: FrequencyRules | None = None) -> Frequency | None:
-    """Administrations per day from a frequency or sig text; None when the text does not say.
-
-    A bare 'PRN' without an interval counts as once a day (flagged ``prn``): the order allows it,
-    and the extractor treats such orders as weak evidence anyway.
-    """
-    rules = rules or load_frequency_rules()
-    t = normalise_one(text)
-    if not t:
-        return None
-    prn = any(p.search(t) for p in rules.prn)
-    for p in rules.every_hours:
-        m = p.search(t)
-        if m and 0 < int(m.group(1)) <= 48:
-            return Frequency(24.0 / int(m.group(1)), prn=prn)
-    for p in rules.times_per_day:
-        m = p.search(t)
-        if m and int(m.group(1)) > 0:
-            return Frequency(float(m.group(1)), prn=prn)
-    for p, per_day in rules.fixed:
-        if p.search(t):
-            return Frequency(per_day, prn=prn)
-    if any(p.search(t) for p in rules.once):
-        return Frequency(1.0, once=True, prn=prn)
-    if prn:
-        return Frequency(1.0, prn=True)
-    return None
-
-
-def _number(text: str) -> float:
-    return _WORD_NUMBERS[text] if text in _WORD_NUMBERS else float(text)
-
-
-@lru_cache(maxsize=1 << 14)
-def strength_mg(drug_name: str) -> float | None:
-    """Tablet strength in mg written in a product name ('dexAMETHasone 4 MG tablet' -> 4)."""
-    t = normalise_one(drug_name)
-    if _CONCENTRATION.search(t):
-        return None
-    m = _STRENGTH.search(t)
-    return float(m.group(1)) * _UNIT_MG[m.group(2)] if m else None
-
-
-@lru_cache(maxsize=1 << 14)
-def concentration_mg_per_ml(text: str) -> float | None:
-    """mg per mL from '1 mg/mL', '0.5 mg/5 mL', '10 MG/ML'."""
-    m = _CONCENTRATION.search(normalise_one(text))
-    if not m:
-        return None
-    per = float(m.group(2)) if m.group(2) else 1.0
-    return float(m.group(1)) / per if per > 0 else None
-
-
-@lru_cache(maxsize=1 << 16)
-def duration_days(text: str) -> float | None:
-    """An explicit duration in a sig ('x 5 days', 'for 2 weeks')."""
-    m = _DURATION.search(normalise_one(text))
-    if not m:
-        return None
-    n = _number(m.group(1))
-    return n * 7 if m.group(2).startswith("w") else n
-
-
-@lru_cache(maxsize=1 << 16)
-def dose_from_text(text: str, drug_name: str) -> tuple[float | None, str | None]:
-    """mg per administration written in a sig (or a taper step); (None, reason) when absent."""
-    t = normalise_one(text)
-    m = _TOTAL.search(t)
-    if m:
-        return float(m.group(1)) * _UNIT_MG[m.group(2)], None
-    m = _TAKE_UNITS.search(t)
-    if m:
-        strength = strength_mg(drug_name)
-        if strength is None:
-            return None, "tablet count in the sig but no strength in the drug name"
-        return _number(m.group(1)) * strength, None
-    m = _VOLUME.search(t)
-    conc_in_text = _CONCENTRATION.search(t)
-    if m and not (conc_in_text and conc_in_text.start() <= m.start() <= conc_in_text.end()):
-        conc = concentration_mg_per_ml(drug_name) or concentration_mg_per_ml(text)
-        if conc is None:
-            return None, "volume in the sig but no mg/mL concentration"
-        return float(m.group(1)) * conc, None
-    m = _STRENGTH.search(t)
-    if m:
-        return float(m.group(1)) * _UNIT_MG[m.group(2)], None
-    return None, "no dose in the dose column or the sig"
-
-
-def parse_taper(
-    sig: str, drug_name: str, default_per_day: Frequency | None, rules: FrequencyRules | None = None
-) -> list[tuple[float, float]] | None:
-    """Steps of a written taper as (days, mg/day of drug); None when the sig is not a taper.
-
-    'dexamethasone 4 mg BID x 3 days, then 2 mg BID x 3 days, then 2 mg daily x 3 days, then stop'
-    gives [(3, 8), (3, 4), (3, 2)]. A last step without a duration gets NaN days (it runs to the
-    order's end). A step without a dose or a frequency makes the whole sig unreadable as a taper.
-    """
-    steps = _parse_taper(sig, drug_name, default_per_day, rules)
-    return None if steps is None else list(steps)
-
-
-@lru_cache(maxsize=1 << 16)
-def _parse_taper(
-    sig: str, drug_name: str, default_per_day: Frequency | None, rules: FrequencyRules | None
-) -> tuple[tuple[float, float], ...] | None:
-    """Cached worker of :func:`parse_taper` (sigs repeat across orders)."""
-    parts = [p.strip() for p in re.split(r"\bthen\b|;|\bfollowed by\b", str(sig).lower()) if p.strip()]
-    if len(parts) < 2:
-        return None
-    steps: list[tuple[float, float]] = []
-    last_freq = default_per_day
-    for i, part in enumerate(parts):
-        if _STOP.search(normalise_one(part)) and not _STRENGTH.search(normalise_one(part)):
-            break
-        mg, _ = dose_from_text(part, drug_name)
-        freq = parse_frequency(part, rules) or last_freq
-        if mg is None or freq is None:
-            return None
-        last_freq = freq
-        days = duration_days(part)
-        if days is None and i < len(parts) - 1 and not _STOP.search(normalise_one(parts[i + 1])):
-            return None
-        steps.append((float("nan") if days is None else days, mg * (1.0 if freq.once else freq.per_day)))
-    return tuple(steps) if len(steps) >= 2 else None
 
 
 #: Columns of :func:`parse_orders`'s result.
@@ -305,24 +103,18 @@ def _sig_tuple(sig: str, rules: FrequencyRules, antiemetic: re.Pattern[str]) -> 
     """What a sig says on its own: frequency, duration, antiemetic use, the dose in each form it may take."""
     per_day, once, prn = _freq_tuple(sig, rules)
     t = normalise_one(sig)
-    total = _TOTAL.search(t)
-    tabs = _TAKE_UNITS.search(t)
-    vol = _VOLUME.search(t)
-    conc = _CONCENTRATION.search(t)
-    if vol and conc and conc.start() <= vol.start() <= conc.end():
-        vol = None
-    mass = _STRENGTH.search(t)
+    total_mg, tablets, volume_ml, mass_mg = dose_forms(t)
     return (
         per_day,
         once,
         prn,
         duration_days(sig) if sig else None,
         bool(antiemetic.search(t)),
-        float(total.group(1)) * _UNIT_MG[total.group(2)] if total else np.nan,
-        _number(tabs.group(1)) if tabs else np.nan,
-        float(vol.group(1)) if vol else np.nan,
+        total_mg,
+        tablets,
+        volume_ml,
         concentration_mg_per_ml(sig) or np.nan,
-        float(mass.group(1)) * _UNIT_MG[mass.group(2)] if mass else np.nan,
+        mass_mg,
         bool(_TAPER_WORDS.search(sig)),
         _split_dose(t, rules),
     )
@@ -335,11 +127,11 @@ def _split_dose(t: str, rules: FrequencyRules) -> float:
         return np.nan
     total = 0.0
     for part in parts:
-        mass = _STRENGTH.search(part)
+        mass = STRENGTH.search(part)
         freq = parse_frequency(part, rules)
         if mass is None or freq is None or freq.once:
             return np.nan
-        total += float(mass.group(1)) * _UNIT_MG[mass.group(2)] * freq.per_day
+        total += float(mass.group(1)) * UNIT_MG[mass.group(2)] * freq.per_day
     return total
 
 
@@ -351,8 +143,8 @@ def _pack_bits(text: str, rules: SteroidRules) -> int:
 
 def _unit_tuple(unit: str) -> tuple[str, float]:
     u = normalise_one(unit)
-    if u in _UNIT_MG:
-        return "mass", _UNIT_MG[u]
+    if u in UNIT_MG:
+        return "mass", UNIT_MG[u]
     if u in _UNIT_TABLET:
         return "tablet", np.nan
     if u in _UNIT_ML:
@@ -424,34 +216,16 @@ def parse_orders(
     total, tabs = S["total_mg"].to_numpy(dtype="float64"), S["tablets"].to_numpy(dtype="float64")
     vol, mass = S["volume_ml"].to_numpy(dtype="float64"), S["mass_mg"].to_numpy(dtype="float64")
     # ... as the sig writes it (used when the dose column is blank, or its unit is blank)
-    sig_mg = np.select(
-        [~np.isnan(total), ~np.isnan(tabs), ~np.isnan(vol), ~np.isnan(mass)],
-        [total, tabs * strength, vol * conc, mass],
-        np.nan,
-    )
-    sig_why = np.select(
-        [
-            ~np.isnan(total),
-            ~np.isnan(tabs) & np.isnan(strength),
-            ~np.isnan(tabs),
-            ~np.isnan(vol) & np.isnan(conc),
-            ~np.isnan(vol),
-            ~np.isnan(mass),
-        ],
-        [
-            None,
-            "tablet count in the sig but no strength in the drug name",
-            None,
-            "volume in the sig but no mg/mL concentration",
-            None,
-            None,
-        ],
-        "no dose in the dose column or the sig",
-    ).astype(object)
+    sig_mg, sig_why = sig_dose(total, tabs, strength, vol, conc, mass)
     kind = U["kind"].to_numpy()
     has = ~np.isnan(dose)
     unit_text = meds["dose_unit"].fillna("").astype(str)
     quoted = unit_text.map({u: repr(u) for u in unit_text.unique()}).to_numpy(dtype=object)
+
+    def with_unit(key: str) -> np.ndarray:
+        before, after = DOSE_PROBLEMS[key].split("{unit}")
+        return before + quoted + after
+
     mg = np.select(
         [~has, kind == "mass", kind == "tablet", kind == "ml", kind == "conc", kind == "blank"],
         [
@@ -480,21 +254,21 @@ def parse_orders(
         ],
         [
             sig_why,
-            "dose is zero",
+            DOSE_PROBLEMS["zero_dose"],
             None,
-            "dose in " + quoted + " but no mg strength in the drug name",
+            with_unit("units_without_strength"),
             None,
-            "dose in mL but no mg/mL concentration in the drug name or sig",
+            DOSE_PROBLEMS["ml_without_concentration"],
             None,
-            "dose unit mg/mL without a volume in the sig",
+            DOSE_PROBLEMS["concentration_without_volume"],
             None,
-            "dose without a unit, and no mg amount in the sig",
+            DOSE_PROBLEMS["no_unit_and_no_sig_mg"],
             None,
         ],
         None,
     ).astype(object)
     unknown = has & (kind == "unknown")
-    why = np.where(unknown, "unknown dose unit " + quoted, why)
+    why = np.where(unknown, with_unit("unknown_unit"), why)
     why_col = np.where(~has, "sig", np.where(has & (dose == 0), "dose", "dose_unit")).astype(object)
     ok_dose = pd.isna(why)
     mg = np.where(ok_dose, mg, np.nan)
@@ -517,7 +291,7 @@ def parse_orders(
         index=idx,
     ).astype({"schedule": object, "problem": object, "problem_column": object})
     no_freq = ok_dose & np.isnan(per_day)
-    out.loc[no_freq, "problem"] = "no frequency in the frequency column or the sig"
+    out.loc[no_freq, "problem"] = DOSE_PROBLEMS["no_frequency"]
     out.loc[no_freq, "problem_column"] = "frequency"
     out.loc[no_freq, ["drug_mg_per_day"]] = np.nan
     # A sig with two doses at two times overrides the dose column, which can hold only one of them.
@@ -583,7 +357,7 @@ def _taper_summary(steps: tuple[tuple[float, float], ...] | None) -> tuple:
 
 def _taper_of_key(key: str, rules: FrequencyRules) -> tuple[tuple[float, float], ...] | None:
     sig, name, freq = key.split("\x1f")
-    return _parse_taper(sig, name, parse_frequency(freq, rules) if freq else parse_frequency(sig, rules), rules)
+    return taper_steps(sig, name, parse_frequency(freq, rules) if freq else parse_frequency(sig, rules), rules)
 
 
 def parse_one(

@@ -30,9 +30,18 @@ def _run(ph, params, with_t1=True):
     return seg, ph.truth.transpose(2, 1, 0)  # nibabel (x, y, z) -> SimpleITK array (z, y, x)
 
 
-def test_otsu_splits_two_populations():
-    values = np.concatenate([np.full(100, 10.0), np.full(100, 50.0)])
-    assert 10 < otsu(values) < 50
+def test_otsu_splits_where_the_between_class_variance_is_largest():
+    """A sample whose Otsu split is worked out by hand and differs from the naive thresholds.
+
+    Levels 0, 2, 5, 10 with counts 45, 15, 15, 5. Between-class variance n0 * n1 * (m0 - m1)^2 of each cut:
+    after 0: 45 * 35 * (0 - 4.43)^2 = 30,889; after 2: 60 * 20 * (0.5 - 6.25)^2 = 39,675;
+    after 5: 75 * 5 * (1.4 - 10)^2 = 27,735. Otsu cuts after 2, so the threshold lies in [2, 5).
+    The mean (1.94) would put the 2s above it, the median (0) the 2s too, the mid-range (5) the 5s below.
+    """
+    values = np.repeat([0.0, 2.0, 5.0, 10.0], [45, 15, 15, 5])
+    t = otsu(values)
+    assert 2.0 <= t < 5.0
+    assert np.array_equal(values > t, values >= 5.0)
 
 
 def test_ring_lesion_found_confounders_ignored(phantom_factory, params):

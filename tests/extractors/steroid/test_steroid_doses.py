@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 import pytest
 
 from pfs.exceptions import RuleFileError
-from pfs.extractors.steroid.doses import (
-    concentration_mg_per_ml,
-    duration_days,
-    parse_frequency,
-    parse_frequency_rules,
-    parse_one,
-    parse_orders,
-    parse_taper,
-    strength_mg,
-)
+from pfs.extractors.steroid.doses import DOSE_PROBLEMS, parse_one, parse_orders
 from pfs.extractors.steroid.drugs import load_rules
+from pfs.extractors.steroid.frequencies import parse_frequency, parse_frequency_rules
+from pfs.extractors.steroid.sig import concentration_mg_per_ml, dose_from_text, duration_days, parse_taper, strength_mg
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +81,7 @@ def _one(rules, name, dose, unit, freq, sig, drug="dexamethasone"):
 
 
 def parse_frequency_rules_cached():
-    from pfs.extractors.steroid.doses import load_frequency_rules
+    from pfs.extractors.steroid.frequencies import load_frequency_rules
 
     return load_frequency_rules()
 
@@ -125,18 +119,21 @@ def test_daily_dose_of_the_drug(rules, name, dose, unit, freq, sig, mg_day):
     assert out["drug_mg_per_day"] == pytest.approx(mg_day)
 
 
-@pytest.mark.parametrize(
-    "name, dose, unit, freq, sig, reason",
-    [
-        ("dexamethasone", NAN, "", "", "as directed per neurosurgery", "no dose"),
-        ("dexamethasone", 4, "puffs", "BID", "", "unknown dose unit 'puffs'"),
-        ("dexamethasone", 4, "mg", "", "4 mg PO", "no frequency"),
-        ("dexamethasone", 0, "mg", "daily", "", "dose is zero"),
-        ("dexamethasone tablet", 2, "tablet", "BID", "", "no mg strength"),
-        ("dexamethasone solution", 5, "mL", "BID", "", "no mg/mL concentration"),
-        ("dexamethasone", NAN, "", "", "take 1 tablet twice daily", "no strength"),
-    ],
-)
+UNREADABLE = [
+    ("dexamethasone", NAN, "", "", "as directed per neurosurgery", "no dose"),
+    ("dexamethasone", 4, "puffs", "BID", "", "unknown dose unit 'puffs'"),
+    ("dexamethasone", 4, "mg", "", "4 mg PO", "no frequency"),
+    ("dexamethasone", 0, "mg", "daily", "", "dose is zero"),
+    ("dexamethasone tablet", 2, "tablet", "BID", "", "no mg strength"),
+    ("dexamethasone solution", 5, "mL", "BID", "", "no mg/mL concentration"),
+    ("dexamethasone", NAN, "", "", "take 1 tablet twice daily", "no strength"),
+    ("dexamethasone solution", NAN, "", "BID", "5 mL by mouth", "volume in the sig"),
+    ("dexamethasone", 1, "mg/mL", "BID", "by mouth", "without a volume"),
+    ("dexamethasone", 4, "", "BID", "as directed", "without a unit"),
+]
+
+
+@pytest.mark.parametrize("name, dose, unit, freq, sig, reason", UNREADABLE)
 def test_unreadable_orders_carry_a_reason(rules, name, dose, unit, freq, sig, reason):
     out = _one(rules, name, dose, unit, freq, sig)
     assert out["problem"] is not None and reason in out["problem"]
@@ -234,3 +231,39 @@ def test_more_messy_orders(rules, name, dose, unit, freq, sig, mg_day):
     out = _one(rules, name, dose, unit, freq, sig)
     assert out["problem"] is None
     assert out["drug_mg_per_day"] == pytest.approx(mg_day)
+
+
+def test_every_reason_is_one_row_of_the_reason_table_and_every_row_is_reachable(rules):
+    """The quarantine reasons of the dose parser are written once (DOSE_PROBLEMS), none is dead."""
+    table = {
+        key: re.compile(re.escape(text).replace(re.escape("{unit}"), "'[^']*'") + "$")
+        for key, text in DOSE_PROBLEMS.items()
+    }
+    seen = set()
+    for name, dose, unit, freq, sig, _ in UNREADABLE:
+        problem = _one(rules, name, dose, unit, freq, sig)["problem"]
+        keys = [k for k, pattern in table.items() if pattern.match(problem)]
+        assert len(keys) == 1, problem
+        seen.update(keys)
+    assert seen == set(DOSE_PROBLEMS)
+
+
+@pytest.mark.parametrize("name", ["dexamethasone 4 mg tablet", "dexamethasone", "DEXAMETHASONE 1 MG/ML SOLN"])
+@pytest.mark.parametrize(
+    "sig",
+    [
+        "Take 1 tablet (4 mg total) by mouth",
+        "take 2 tabs by mouth",
+        "half tablet by mouth",
+        "5 mL by mouth",
+        "1 mg/5 mL solution, take 10 mL",
+        "8 mg by mouth",
+        "as directed per neurosurgery",
+    ],
+)
+def test_a_sig_reads_the_same_alone_and_in_bulk(rules, name, sig):
+    """One dose reading: a taper step (dose_from_text) and an order with a blank dose column agree."""
+    mg, why = dose_from_text(sig, name)
+    row = _one(rules, name, NAN, "", "daily", sig)
+    assert row["problem"] == why
+    assert row["mg_per_admin"] == (None if mg is None else pytest.approx(mg))
