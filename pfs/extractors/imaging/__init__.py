@@ -22,7 +22,7 @@ from pfs.exceptions import ConfigError
 from pfs.extractors import ExtractorResult, built_once, count_per_patient, totals
 from pfs.extractors.imaging.loading import ImagingInputError, load_study, write_mask
 from pfs.extractors.imaging.rano import RanoParams, assess
-from pfs.extractors.imaging.segmenters import SEGMENTERS, SegmentFn, sequences_needed
+from pfs.extractors.imaging.segmenters import SEGMENTERS, SegmentFn, check_models, sequences_needed
 from pfs.extractors.imaging.segmenters.base import Lesion
 from pfs.io.quarantine import COLUMNS as QUARANTINE_COLUMNS
 from pfs.io.schema import conform
@@ -148,6 +148,7 @@ def _check_config(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"imaging.segmenter {cfg['segmenter']!r} is not known (known: {', '.join(SEGMENTERS)})")
     if cfg["save_masks"] and not cfg["masks_dir"]:
         raise ConfigError("imaging.save_masks is true but imaging.masks_dir is empty; give a folder")
+    check_models(cfg)
 
 
 def run_jobs(jobs: list[StudyJob], cfg: dict[str, Any]) -> list[StudyOutcome]:
