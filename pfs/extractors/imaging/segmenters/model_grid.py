@@ -88,6 +88,9 @@ def to_study_grid(values_zyx: np.ndarray, model_ref, images: StudyImages) -> np.
 def from_affine_ras(values_xyz: np.ndarray, affine_ras: np.ndarray, images: StudyImages) -> np.ndarray:
     """A map in MONAI's layout (x, y, z voxels, RAS affine) resampled (linear) onto the T1C grid."""
     sitk = _sitk()
+    if values_xyz.shape == images.t1c.shape[::-1] and np.allclose(affine_ras, affine_ras_of(images.reference),
+                                                                   atol=_TOL):
+        return np.ascontiguousarray(values_xyz.transpose(2, 1, 0))
     lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(affine_ras, float)
     spacing = np.linalg.norm(lps[:3, :3], axis=0)
     img = sitk.GetImageFromArray(np.ascontiguousarray(values_xyz.transpose(2, 1, 0), dtype=np.float32))
@@ -98,7 +101,7 @@ def from_affine_ras(values_xyz: np.ndarray, affine_ras: np.ndarray, images: Stud
     return sitk.GetArrayFromImage(back)
 
 
-def affine_ras(ref) -> np.ndarray:
+def affine_ras_of(ref) -> np.ndarray:
     """The RAS voxel-to-world affine (x, y, z voxel order) of a SimpleITK image, as MONAI's MetaTensor holds it."""
     d = np.asarray(ref.GetDirection(), float).reshape(3, 3)
     a = np.eye(4)

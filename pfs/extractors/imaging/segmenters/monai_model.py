@@ -130,7 +130,8 @@ class MonaiSegmenter:
         import torch
         from monai.networks import nets
 
-        assert bundle.network is not None  # read_bundle sets it whenever model.pt is used
+        if bundle.network is None:
+            raise ModelFileError(f"{bundle.root}/configs: no network_def for models/model.pt")
         name, kwargs = bundle.network
         try:
             net = getattr(nets, name)(**kwargs)
@@ -185,7 +186,7 @@ class MonaiSegmenter:
             arrays.append(arr)
         ref = model_grid.model_reference(images, self.spacing, self.axis_aligned)
         arrays = model_grid.to_model_grid(arrays, images, ref)
-        affine = model_grid.affine_ras(ref if ref is not None else images.reference)
+        affine = model_grid.affine_ras_of(ref if ref is not None else images.reference)
         x = np.stack([a.transpose(2, 1, 0) for a in arrays])  # (z, y, x) -> (x, y, z), MONAI's voxel order
         data = {"image": MetaTensor(torch.from_numpy(np.ascontiguousarray(x)), affine=torch.from_numpy(affine))}
         if self.preprocess is not None:

@@ -154,7 +154,8 @@ class NnunetSegmenter:
                                  "segmentation; pfs runs single-stage nnU-Net models only")
         arch = cm.network_arch_class_name
         kwargs, needs_import = cm.network_arch_init_kwargs, cm.network_arch_init_kwargs_req_import
-        bad = [kwargs.get(k) for k in needs_import if not str(kwargs.get(k, "")).startswith("torch.nn.")]
+        bad = [kwargs.get(k) for k in needs_import
+               if kwargs.get(k) is not None and not str(kwargs.get(k)).startswith("torch.nn.")]
         if not arch.startswith("dynamic_network_architectures.") or bad:
             raise ModelFileError(f"{root / 'plans.json'}: network {arch} with {bad or 'its blocks'} is not a "
                                  "dynamic_network_architectures class built from torch.nn blocks")
