@@ -179,7 +179,8 @@ def read_bundle(root: Path) -> BundleSpec:
     pre = cfg.get("preprocessing", {})
     items = pre.get("transforms", []) if isinstance(pre, dict) else []
     if not isinstance(items, list):
-        raise ModelFileError(f"{where}: preprocessing.transforms is code ({str(items)[:60]!r}); pfs reads a literal list")
+        raise ModelFileError(f"{where}: preprocessing.transforms is code ({str(items)[:60]!r}); "
+                             "pfs reads a literal list")
     steps = []
     for i, item in enumerate(items):
         name = _target(item)
