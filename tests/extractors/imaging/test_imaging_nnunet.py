@@ -205,3 +205,23 @@ def test_without_nnunetv2_the_error_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "nnunetv2.inference.predict_from_raw_data", None)
     with pytest.raises(ConfigError, match=r"pip install 'pfs\[nnunet\]'"):
         NnunetSegmenter(_settings(tmp_path / "m"))
+
+
+def test_nnunet_chosen_in_config_runs_through_extract(tmp_path, phantom_factory):
+    """No code: segmenter = "nnunet" and a model_path give a volumes row per study."""
+    from pfs.extractors.imaging import extract
+    from pfs.io.export import load_export
+
+    _results_folder(tmp_path / "m", BRATS21_CHANNELS, BRATS21_REGIONS)
+    ph = phantom_factory("a", spacing=(4.0, 4.0, 4.0))
+    paths = _study(ph, tmp_path)
+    rows = "".join(f"P1,S1,2020-05-01,{seq},{p.relative_to(tmp_path)}\n" for seq, p in paths.items())
+    (tmp_path / "patients.csv").write_text("patient_id,diagnosis_date\nP1,2020-01-01\n")
+    (tmp_path / "imaging.csv").write_text("patient_id,study_id,study_date,sequence,path\n" + rows)
+    cfg = load_config({"imaging": {"segmenter": "nnunet", "nnunet": {
+        "model_path": str(tmp_path / "m"), "device": "cpu", "use_mirroring": False}}})
+    result = extract(load_export(tmp_path), cfg)
+    vol = result.tables["volumes"]
+    assert vol["segmenter"].tolist() == ["nnunet"] and result.quarantine.empty
+    assert vol["sequences"].iloc[0] == "T1C,T1,T2,FLAIR"
+    assert "nnunet" in vol["qc_flags"].iloc[0]
