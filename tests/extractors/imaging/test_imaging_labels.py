@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -117,3 +118,42 @@ def test_unknown_convention_stops_before_any_study(tmp_path, phantom_factory):
     cfg = load_config({"imaging": {"segmenter": "precomputed", "precomputed": {"convention": "brats2023"}}})
     with pytest.raises(ConfigError, match="not a known label convention"):
         extract(export, cfg)
+
+
+BRATS18 = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "brats2018-labelled"
+CASES = ["Brats18_CBICA_ALU_1", "Brats18_TCIA10_628_1"]  # a glioblastoma and the low-grade glioma (2.0 mL ET)
+
+
+@pytest.mark.skipif(not BRATS18.is_dir(), reason="shared BraTS 2018 sample (../shared/data/brats2018-labelled) absent")
+def test_real_brats_2018_labels_in_each_convention(tmp_path):
+    """Expert BraTS 2018 label maps (1, 2, 4): ET is label 4 read as 2017-2021; read as 2023 the studies are
+    quarantined with a hint; read as 2024 post-treatment ET is empty and flagged, never a silent zero."""
+    import shutil
+
+    rows = ["patient_id,study_id,study_date,sequence,path,mask_path"]
+    expected = {}
+    for i, case in enumerate(CASES):
+        for kind in ("t1ce", "seg"):  # copied in: an export's paths must lie inside it
+            shutil.copy(BRATS18 / case / f"{case}_{kind}.nii.gz", tmp_path)
+        rows.append(f"P{i},{case},2020-01-01,T1C,{case}_t1ce.nii.gz,{case}_seg.nii.gz")
+        seg = nib.load(tmp_path / f"{case}_seg.nii.gz")
+        voxel_ml = float(np.prod(seg.header.get_zooms()[:3])) / 1000.0
+        expected[case] = float((np.asarray(seg.dataobj) == 4).sum()) * voxel_ml
+    (tmp_path / "patients.csv").write_text("patient_id,diagnosis_date\n" + "".join(f"P{i},2019-12-01\n"
+                                                                                    for i in range(len(CASES))))
+    (tmp_path / "imaging.csv").write_text("\n".join(rows) + "\n")
+    export = load_export(tmp_path)
+
+    def run(conv):
+        return extract(export, load_config({"imaging": {"segmenter": "precomputed",
+                                                        "precomputed": {"convention": conv}}}))
+
+    vol = run("brats_2017_2021").tables["volumes"].set_index("study_id")
+    for case in CASES:
+        assert vol.loc[case, "et_volume_ml"] == pytest.approx(expected[case], abs=1e-3)
+        assert expected[case] > 1.0
+    wrong = run("brats_2023")
+    assert wrong.tables["volumes"].empty
+    assert wrong.quarantine["reason"].str.contains(r"label values \[4\].*brats_2017_2021").all()
+    post = run("brats_2024_post_treatment").tables["volumes"]
+    assert (post["et_volume_ml"] == 0).all() and post["qc_flags"].str.contains(labels.FLAG_ET_EMPTY).all()
