@@ -210,7 +210,7 @@ class MonaiSegmenter:
             other_found = bool(others) and bool(torch.isin(labels, torch.tensor(others)).any())
             cut = 0.5
         on_t1c = model_grid.from_affine_ras(et_prob, out_affine, images)
-        et = on_t1c > cut
+        et = on_t1c >= cut if self.output == "softmax" else on_t1c > cut  # a label map: half-covered voxels count
         flags = ["monai", *et_empty_flags(bool(et.any()), other_found)]
         return Segmentation(et=et, grid=images.grid, lesions=group_lesions(et, images.grid, merge_mm, min_lesion_ml),
                             flags=flags)
