@@ -225,3 +225,19 @@ def test_nnunet_chosen_in_config_runs_through_extract(tmp_path, phantom_factory)
     assert vol["segmenter"].tolist() == ["nnunet"] and result.quarantine.empty
     assert vol["sequences"].iloc[0] == "T1C,T1,T2,FLAIR"
     assert "nnunet" in vol["qc_flags"].iloc[0]
+
+
+def test_fold_all_only_when_alone_and_v1_style_labels(tmp_path):
+    from pfs.extractors.imaging.segmenters.nnunet import model_files, output_convention
+
+    _results_folder(tmp_path / "m", BRATS21_CHANNELS, BRATS21_REGIONS, folds=(0, 1))
+    (tmp_path / "m" / "fold_all").mkdir()
+    (tmp_path / "m" / "fold_all" / "checkpoint_final.pth").write_bytes(b"")
+    _, _, _, ckpts = model_files(_settings(tmp_path / "m"))
+    assert [c.parent.name for c in ckpts] == ["fold_0", "fold_1"]  # as nnU-Net: the cross-validation folds
+    _, _, _, ckpts = model_files(_settings(tmp_path / "m", folds=["all"]))
+    assert [c.parent.name for c in ckpts] == ["fold_all"]
+    hd_glio_like = {"labels": {"0": "background", "1": "non-enhancing T2/FLAIR abnormality",
+                               "2": "contrast-enhancing tumor"}}
+    conv = output_convention(_settings(tmp_path / "m"), hd_glio_like, tmp_path / "m")
+    assert conv.et_values == [2] and conv.labels[1] == "ED"

@@ -55,7 +55,9 @@ def model_files(settings: dict[str, Any]) -> tuple[Path, dict[str, Any], dict[st
             if not c.is_file():
                 raise ModelFileError(f"{c}: weight file not found (imaging.nnunet.folds {settings['folds']})")
     else:
-        ckpts = sorted(p / name for p in root.glob("fold_*") if (p / name).is_file())
+        found = sorted(p / name for p in root.glob("fold_*") if (p / name).is_file())
+        # as nnU-Net: the cross-validation folds; fold_all (trained on everything) only when alone
+        ckpts = [c for c in found if c.parent.name != "fold_all"] or found
         if not ckpts:
             raise ModelFileError(f"{root / 'fold_0' / name}: weight file not found (no fold_*/{name} in {root})")
     return root, dataset, plans, ckpts
@@ -93,8 +95,13 @@ def output_convention(settings: dict[str, Any], dataset: dict[str, Any], root: P
         if not order or len(order) != len(fg):
             raise ModelFileError(f"{root / 'dataset.json'}: region labels need regions_class_order of length {len(fg)}")
         names = {int(order[i]): n for i, n in enumerate(fg)}
+    elif labels and all(str(k).isdigit() for k in labels):  # nnU-Net v1 style: {"1": "edema"}
+        names = {int(k): str(n) for k, n in labels.items() if int(k) != 0}
     else:
-        names = {int(v): n for n, v in labels.items() if int(v) != 0}
+        try:
+            names = {int(v): n for n, v in labels.items() if int(v) != 0}
+        except (TypeError, ValueError) as err:
+            raise ModelFileError(f"{root / 'dataset.json'}: labels {labels} are not name -> value") from err
     return conventions.convention_from_names(names, str(root / "dataset.json"))
 
 
