@@ -24,6 +24,11 @@ setup() {
         # The CPU build of torch first, pinned: an unpinned torch (pulled in by monai) is a multi-GB CUDA build.
         "$VENV/bin/python" -m pip install -q torch==2.13.0
         "$VENV/bin/python" -m pip install -q -e ".[monai,dask,test]" --config-settings editable_mode=lenient
+        # nnU-Net v2 (segmenter "nnunet", optional extra pfs[nnunet]) for its tests: the package and what its
+        # inference imports, without the training stack (torchvision, timm, hub clients) its full install pulls.
+        "$VENV/bin/python" -m pip install -q --no-deps nnunetv2==2.8.1 acvl-utils==0.2.6 \
+            dynamic-network-architectures==0.4.4 batchgenerators==0.25.5
+        "$VENV/bin/python" -m pip install -q "blosc2>=3.3.2" "scikit-image>=0.19.3"
         echo "$want" > "$STAMP"
     fi
     # pip check does not notice a pyarrow built for NumPy 2, so import every dependency for real.
