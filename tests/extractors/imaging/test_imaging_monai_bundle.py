@@ -293,3 +293,14 @@ def test_label_outputs_in_yaml_bundle_with_its_own_crop_and_spacing(tmp_path, ph
     # The volume the network found on its own 1 mm grid survives the way back (a thin rim loses voxels
     # to the linear upsampling itself: 2.0 mL at 1 mm against 2.5 mL thresholded on the 1.5 x 2.5 mm grid).
     assert seg.et_volume_ml == pytest.approx(_ml_at_1mm(images.reference, 1400.0), rel=0.1)
+
+
+def test_unbuildable_network_def_falls_back_to_the_bundles_torchscript(tmp_path):
+    net = dict(SEGRESNET, _target_="my_package.MyNet")
+    _write(tmp_path / "b", _metadata(BRATS_ORDER), _inference(NORMALISE, [32, 32, 32], network_def=net))
+    torch.save({}, tmp_path / "b" / "models" / "model.pt")
+    with pytest.raises(ModelFileError, match="MyNet"):
+        read_bundle(tmp_path / "b")
+    torch.jit.script(_Echo(0)).save(str(tmp_path / "b" / "models" / "model.ts"))
+    spec = read_bundle(tmp_path / "b")
+    assert spec.torchscript and spec.weights.name == "model.ts" and spec.network is None

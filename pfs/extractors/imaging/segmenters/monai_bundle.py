@@ -170,12 +170,17 @@ def read_bundle(root: Path) -> BundleSpec:
                             "divisible_by": meta.get("divisible_by", 1)}
     where = cfg_file.name
     if pt.exists():
-        net = cfg.get("network_def")
-        name = _target(net)
-        if name not in NETWORKS:
-            raise ModelFileError(f"{where}: network_def {name or 'missing'!r} is not a network pfs builds from "
-                                 f"data (known: {', '.join(sorted(NETWORKS))}); export it as models/model.ts")
-        spec["network"] = (name, _kwargs(net, cfg, f"{where}: network_def"))
+        try:
+            net = cfg.get("network_def")
+            name = _target(net)
+            if name not in NETWORKS:
+                raise ModelFileError(f"{where}: network_def {name or 'missing'!r} is not a network pfs builds from "
+                                     f"data (known: {', '.join(sorted(NETWORKS))}); export it as models/model.ts")
+            spec["network"] = (name, _kwargs(net, cfg, f"{where}: network_def"))
+        except ModelFileError:
+            if not ts.exists():
+                raise
+            spec.update(weights=ts, torchscript=True)  # the bundle's TorchScript export needs no network_def
     pre = cfg.get("preprocessing", {})
     items = pre.get("transforms", []) if isinstance(pre, dict) else []
     if not isinstance(items, list):
