@@ -98,7 +98,7 @@ def _export(tmp_path, phantom_factory, maps: dict[str, np.ndarray]):
     return load_export(tmp_path)
 
 
-def test_precomputed_masks_in_their_declared_convention_through_extract(tmp_path, phantom_factory):
+def test_precomputed_masks_in_their_declared_convention_through_extract(tmp_path, phantom_factory, caplog):
     export = _export(tmp_path, phantom_factory, {"brats23": _map({1: 50, 2: 200, 3: 80}),
                                                  "brats21": _map({1: 50, 2: 200, 4: 80}),
                                                  "no_et": _map({1: 50, 2: 200})})
@@ -108,6 +108,7 @@ def test_precomputed_masks_in_their_declared_convention_through_extract(tmp_path
     assert vol.loc["S0", "et_volume_ml"] == pytest.approx(80 * 0.064)
     assert labels.FLAG_ET_EMPTY not in vol.loc["S0", "qc_flags"]
     assert vol.loc["S2", "et_volume_ml"] == 0.0 and labels.FLAG_ET_EMPTY in vol.loc["S2", "qc_flags"]
+    assert "1 studies have no enhancing tumour beside other tumour labels" in caplog.text
     q = result.quarantine  # the 2021 mask holds 4, which BraTS 2023 does not define
     assert q["column"].tolist() == ["mask_path"] and "label values [4]" in q["reason"].iloc[0]
     assert "brats_2017_2021" in q["reason"].iloc[0]
