@@ -22,6 +22,11 @@ install_into() {
     # The CPU build of torch first, pinned: an unpinned torch (pulled in by monai) is a multi-GB CUDA build.
     "$venv/bin/python" -m pip install -q "$@" torch==2.13.0
     "$venv/bin/python" -m pip install -q "$@" -e ".[$EXTRAS]" --config-settings editable_mode=lenient
+    # nnU-Net v2 (segmenter "nnunet", optional extra pfs[nnunet]) for its tests: the package and what its
+    # inference imports, without the training stack (torchvision, timm, hub clients) its full install pulls.
+    "$venv/bin/python" -m pip install -q "$@" --no-deps nnunetv2==2.8.1 acvl-utils==0.2.6 \
+        dynamic-network-architectures==0.4.4 batchgenerators==0.25.5
+    "$venv/bin/python" -m pip install -q "$@" "blosc2>=3.3.2" "scikit-image>=0.19.3"
 }
 
 # The lock: every package version the tests ran with, resolved afresh from pyproject.toml's ranges.

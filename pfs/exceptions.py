@@ -35,6 +35,10 @@ class RuleFileError(PfsError):
     exit_code = 4
 
 
+class ModelFileError(ConfigError):
+    """A trained model named in the config is missing a file, or has one pfs cannot read safely."""
+
+
 class StrictModeError(PfsError):
     """``--strict`` was given and a row was quarantined."""
 

@@ -22,8 +22,9 @@ from pfs.exceptions import ConfigError
 from pfs.extractors import ExtractorResult, built_once, count_per_patient, totals
 from pfs.extractors.imaging.loading import ImagingInputError, load_study, write_mask
 from pfs.extractors.imaging.rano import RanoParams, assess
-from pfs.extractors.imaging.segmenters import SEGMENTERS, SegmentFn, sequences_needed
+from pfs.extractors.imaging.segmenters import SEGMENTERS, SegmentFn, check_models, sequences_needed
 from pfs.extractors.imaging.segmenters.base import Lesion
+from pfs.extractors.imaging.segmenters.labels import FLAG_ET_EMPTY
 from pfs.io.quarantine import COLUMNS as QUARANTINE_COLUMNS
 from pfs.io.schema import conform
 
@@ -148,6 +149,7 @@ def _check_config(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"imaging.segmenter {cfg['segmenter']!r} is not known (known: {', '.join(SEGMENTERS)})")
     if cfg["save_masks"] and not cfg["masks_dir"]:
         raise ConfigError("imaging.save_masks is true but imaging.masks_dir is empty; give a folder")
+    check_models(cfg)
 
 
 def run_jobs(jobs: list[StudyJob], cfg: dict[str, Any]) -> list[StudyOutcome]:
@@ -194,5 +196,9 @@ def extract(export, config, run_studies: Callable[[list[StudyJob], dict[str, Any
     )
     counts = totals(patient_counts)
     log.info("imaging: %d of %d studies measured", counts["studies_measured"], counts["studies"])
+    n_empty = int(volumes["qc_flags"].str.contains(FLAG_ET_EMPTY, regex=False).sum()) if len(volumes) else 0
+    if n_empty:  # a wrong label convention looks exactly like this; a non-enhancing tumour too
+        log.warning("imaging: %d studies have no enhancing tumour beside other tumour labels (qc_flags %s); "
+                    "check the label convention", n_empty, FLAG_ET_EMPTY)
     return ExtractorResult(events=events, tables={"volumes": volumes}, quarantine=quarantine, counts=counts,
                            patient_counts=patient_counts)

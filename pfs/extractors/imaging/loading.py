@@ -253,7 +253,12 @@ def load_study(paths: dict[str, Path], *, optional: tuple[str, ...] = ("T1", "FL
 
 
 def read_mask(path: Path, reference, labels: list[int]) -> np.ndarray:
-    """A precomputed mask as a boolean array on the T1C grid, keeping ``labels``.
+    """A precomputed mask as a boolean array on the T1C grid, keeping ``labels``."""
+    return np.isin(read_label_map(path, reference), labels)
+
+
+def read_label_map(path: Path, reference) -> np.ndarray:
+    """A precomputed label map as integers on the T1C grid (its convention is read by the caller).
 
     A mask whose voxel grid differs in size from the T1C is rejected rather than resampled: it was
     made on another image, and which one cannot be known.
@@ -270,7 +275,7 @@ def read_mask(path: Path, reference, labels: list[int]) -> np.ndarray:
     if not same_grid(grid_of(mask), grid_of(reference)):
         # Same voxel grid size but a header that differs (e.g. rounding in another tool): trust the voxels.
         mask.CopyInformation(reference)
-    return np.isin(np.rint(sitk.GetArrayFromImage(mask)), labels)
+    return np.rint(sitk.GetArrayFromImage(mask)).astype(np.int32)
 
 
 def write_mask(mask: np.ndarray, reference, path: Path) -> None:

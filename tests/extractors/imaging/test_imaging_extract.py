@@ -99,7 +99,7 @@ def test_precomputed_masks_used_as_given_and_wrong_shape_quarantined(tmp_path, p
         "patient_id,study_id,study_date,sequence,path,mask_path\n"
         f"P1,S1,2020-05-01,T1C,{_rel(ph.t1c, tmp_path)},good.nii.gz\n"
         f"P1,S2,2020-08-01,T1C,{_rel(ph.t1c, tmp_path)},bad.nii.gz\n")
-    cfg = load_config({"imaging": {"segmenter": "precomputed", "precomputed": {"et_labels": [3]}}})
+    cfg = load_config({"imaging": {"segmenter": "precomputed", "precomputed": {"convention": "brats_2023"}}})
     result = extract(load_export(tmp_path), cfg)
     vol = result.tables["volumes"]
     assert vol["et_volume_ml"].tolist() == [pytest.approx(3.375)]
@@ -112,7 +112,7 @@ def test_precomputed_masks_used_as_given_and_wrong_shape_quarantined(tmp_path, p
 def test_config_mistakes_are_config_errors(export_dir):
     export = load_export(export_dir)
     with pytest.raises(ConfigError, match="not known"):
-        extract(export, load_config({"imaging": {"segmenter": "nnunet"}}))
+        extract(export, load_config({"imaging": {"segmenter": "deepmedic"}}))
     with pytest.raises(ConfigError, match="masks_dir"):
         extract(export, load_config({"imaging": {"save_masks": True}}))
 

@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch is an optional dependency of the MONAI segmenter")
 monai = pytest.importorskip("monai", reason="monai is an optional dependency of the MONAI segmenter")
 
-from pfs.exceptions import ConfigError  # noqa: E402
+from pfs.exceptions import ConfigError, ModelFileError  # noqa: E402
 from pfs.extractors.imaging.loading import load_study  # noqa: E402
 from pfs.extractors.imaging.segmenters.monai_model import MonaiSegmenter  # noqa: E402
 from pfs.settings import load_config  # noqa: E402
@@ -27,7 +27,8 @@ NET = {"_target_": "monai.networks.nets.UNet", "spatial_dims": 3, "in_channels":
 
 def _settings(path: Path, **kw) -> dict:
     s = load_config().section("imaging")["monai"]
-    s.update({"model_path": str(path), "channels": ["T1C", "FLAIR"], "device": "cpu"}, **kw)
+    s.update({"model_path": str(path), "channels": ["T1C", "FLAIR"], "device": "cpu", "output": "softmax",
+              "et_index": 1, "axis_aligned": False}, **kw)
     return s
 
 
@@ -101,7 +102,7 @@ def test_torchscript_model_runs_by_sliding_window(tmp_path, phantom_factory):
 
 
 def test_missing_model_and_unsafe_checkpoint_are_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ModelFileError, match="nowhere.*does not exist"):
         MonaiSegmenter(_settings(tmp_path / "nowhere"))
     _bundle(tmp_path / "bundle", [])
     # A checkpoint that pickles arbitrary objects cannot be loaded with weights_only=True.
@@ -120,7 +121,8 @@ def test_monai_segmenter_chosen_in_config_runs_through_extract(tmp_path, phantom
     (tmp_path / "imaging.csv").write_text("patient_id,study_id,study_date,sequence,path\n"
                                           f"P1,S1,2020-05-01,T1C,{ph.t1c.relative_to(tmp_path)}\n")
     cfg = load_config({"imaging": {"segmenter": "monai", "monai": {
-        "model_path": str(tmp_path / "model.ts"), "channels": ["T1C"], "roi_size": [16, 16, 16], "device": "cpu"}}})
+        "model_path": str(tmp_path / "model.ts"), "channels": ["T1C"], "roi_size": [16, 16, 16], "device": "cpu",
+        "output": "softmax", "et_index": 1}}})
     vol = extract(load_export(tmp_path), cfg).tables["volumes"]
     assert vol["segmenter"].tolist() == ["monai"]
     assert vol["et_volume_ml"].iloc[0] > 1.0

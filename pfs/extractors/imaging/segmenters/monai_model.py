@@ -1,10 +1,11 @@
-"""A user-supplied MONAI model: a bundle folder or a TorchScript file, on local disk.
+"""A user-supplied MONAI model: a bundle folder (model-zoo layout) or a TorchScript file, on local disk.
 
-torch and MONAI take seconds to import, so they are imported only when this segmenter is built.
-Weights are loaded with ``torch.load(weights_only=True)``: a checkpoint cannot run code. The
-bundle's own intensity and spatial pre-processing is applied (its file-reading transforms are
-skipped: pfs hands over the arrays it already read), inference is sliding-window, and the mask is
-brought back onto the T1C grid through the affine that the pre-processing leaves on the tensor.
+The bundle is read as data (:mod:`.monai_bundle`): channel order and output meaning from
+``metadata.json``, network, pre-processing and sliding window from ``inference.json``. The study is
+put on the grid the model expects (:mod:`.model_grid`), normalised by the bundle's own transforms,
+segmented by sliding window, and the ET probability is brought back onto the T1C grid and
+thresholded. torch and MONAI are imported only when this segmenter is built; weights are loaded with
+``torch.load(weights_only=True)``, so a checkpoint cannot run code.
 """
 
 from __future__ import annotations
@@ -15,23 +16,53 @@ from typing import Any
 
 import numpy as np
 
-from pfs.exceptions import ConfigError
+from pfs.exceptions import ConfigError, ModelFileError
 from pfs.extractors.imaging.loading import ImagingInputError, StudyImages
+from pfs.extractors.imaging.segmenters import model_grid
 from pfs.extractors.imaging.segmenters.base import Segmentation, group_lesions
+from pfs.extractors.imaging.segmenters.labels import et_empty_flags, sequence_of, structure_of
+from pfs.extractors.imaging.segmenters.monai_bundle import BundleSpec, read_bundle
 
-#: Bundle transforms that read or write files: pfs passes arrays instead.
-_IO_TRANSFORMS = {"LoadImaged", "LoadImage", "EnsureChannelFirstd", "EnsureChannelFirst", "SaveImaged",
-                  "SaveImage"}
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_PER_KEY = ("mode", "padding_mode", "align_corners", "dtype")
 
 
-def _affine_ras(images: StudyImages) -> np.ndarray:
-    g = images.grid
-    d = np.asarray(g.direction, dtype=float).reshape(3, 3)
-    a = np.eye(4)
-    a[:3, :3] = d * np.asarray(g.spacing_xyz)
-    a[:3, 3] = g.origin
-    return _LPS_TO_RAS @ a
+def _path(settings: dict[str, Any]) -> Path:
+    if not settings["model_path"]:
+        raise ConfigError("imaging.monai.model_path is empty; give a local MONAI bundle folder or TorchScript file")
+    path = Path(settings["model_path"]).expanduser()
+    if not path.exists():
+        raise ModelFileError(f"imaging.monai.model_path {str(path)!r} does not exist; give a local MONAI bundle "
+                             "folder (configs/, models/) or a TorchScript file")
+    return path
+
+
+def resolve_channels(settings: dict[str, Any], bundle: BundleSpec | None) -> list[str]:
+    """Input sequences in the network's order: the bundle's metadata.json, checked against the config."""
+    from_meta = []
+    if bundle is not None and bundle.channels:
+        for i, name in enumerate(bundle.channels):
+            seq = sequence_of(name)
+            if seq is None:
+                raise ModelFileError(f"{bundle.root}/configs/metadata.json: input channel {i} {name!r} is not a "
+                                     "sequence pfs knows (T1C, T1, T2, FLAIR); set imaging.monai.channels")
+            from_meta.append(seq)
+    given = [str(c) for c in settings["channels"]]
+    bad = [c for c in given if c not in ("T1C", "T1", "T2", "FLAIR")]
+    if bad:
+        raise ConfigError(f"imaging.monai.channels: {bad} are not sequences (use T1C, T1, T2, FLAIR)")
+    if given and from_meta and given != from_meta:
+        raise ConfigError(f"imaging.monai.channels {given} disagrees with the bundle's metadata.json order "
+                          f"{from_meta}; leave channels = [] to use the bundle's")
+    channels = given or from_meta
+    if not channels:
+        raise ConfigError("imaging.monai.channels is needed: the model does not say its input channels")
+    return channels
+
+
+def channels_needed(settings: dict[str, Any]) -> list[str]:
+    """The sequences the model reads (metadata.json only: no torch import, no weights)."""
+    path = _path(settings)
+    return resolve_channels(settings, read_bundle(path) if path.is_dir() else None)
 
 
 class MonaiSegmenter:
@@ -40,74 +71,107 @@ class MonaiSegmenter:
     def __init__(self, settings: dict[str, Any]) -> None:
         import torch
 
-        path = Path(settings["model_path"]).expanduser()
-        if not settings["model_path"] or not path.exists():
-            raise ConfigError(f"imaging.monai.model_path {settings['model_path']!r} does not exist; give a local "
-                              "MONAI bundle folder or TorchScript file")
-        if settings["output"] not in ("sigmoid", "softmax"):
-            raise ConfigError(f"imaging.monai.output must be 'sigmoid' or 'softmax', not {settings['output']!r}")
+        path = _path(settings)
+        bundle = read_bundle(path) if path.is_dir() else None
+        self.channels = resolve_channels(settings, bundle)
+        outputs = bundle.outputs if bundle else {}
+        self.structures = {i: structure_of(n) for i, n in outputs.items()}
+        self.et_index = int(settings["et_index"])
+        if self.et_index < 0:
+            found = [i for i, s in self.structures.items() if s == "ET"]
+            if len(found) != 1:
+                raise ConfigError(f"{path}: metadata.json output channels {outputs or '(none)'} do not name one "
+                                  "enhancing-tumour channel; set imaging.monai.et_index")
+            self.et_index = found[0]
+        self.output = settings["output"]
+        if self.output == "auto":
+            self.output = (bundle.activation if bundle else "") or (
+                "softmax" if "background" in self.structures.values() else "")
+        if self.output not in ("sigmoid", "softmax"):
+            raise ConfigError(f"imaging.monai.output must be 'sigmoid' or 'softmax' (or 'auto' for a bundle whose "
+                              f"post-processing says), not {settings['output']!r}")
         device = settings["device"]
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        self.channels = list(settings["channels"])
-        self.output = settings["output"]
-        self.et_index = int(settings["et_index"])
         self.threshold = float(settings["threshold"])
-        self.sw_batch_size = int(settings["sw_batch_size"])
-        self.overlap = float(settings["overlap"])
-        self.preprocess = None
-        roi = list(settings["roi_size"])
-        if path.is_dir():
-            self.net, self.preprocess, bundle_roi = self._load_bundle(path)
-            roi = roi or bundle_roi
-        else:
-            self.net = torch.jit.load(str(path), map_location=self.device)
+        self.axis_aligned = bool(settings["axis_aligned"])
+        spacing = list(settings["spacing_mm"])
+        has_spacing_step = bundle is not None and any(n == "Spacingd" for n, _ in bundle.preprocessing)
+        if not spacing and bundle is not None and not has_spacing_step:
+            spacing = bundle.spacing_mm
+        if spacing and (len(spacing) != 3 or min(spacing) <= 0):
+            raise ConfigError(f"imaging.monai.spacing_mm must be three positive numbers, not {spacing}")
+        self.spacing = tuple(float(s) for s in spacing) if spacing else None
+        roi = list(settings["roi_size"]) or (bundle.roi_size if bundle else [])
         if not roi:
             raise ConfigError("imaging.monai.roi_size is needed (the model does not say its patch size)")
+        step = bundle.divisible_by if bundle else 1
+        if len(roi) != 3 or any(int(r) <= 0 or int(r) % step for r in roi):
+            raise ConfigError(f"imaging.monai.roi_size {roi} must be three positive multiples of {step} "
+                              "(the bundle's spatial_shape)")
         self.roi_size = tuple(int(r) for r in roi)
+        self.sw_batch_size = int(settings["sw_batch_size"]) or ((bundle.sw_batch_size if bundle else None) or 1)
+        overlap = float(settings["overlap"])
+        self.overlap = overlap if overlap >= 0 else ((bundle.overlap if bundle else None) or 0.25)
+        self.preprocess = self._transforms(bundle) if bundle else None
+        if bundle is None or bundle.torchscript:
+            weights = bundle.weights if bundle else path
+            try:
+                self.net = torch.jit.load(str(weights), map_location=self.device)
+            except Exception as err:  # torch raises RuntimeError or ValueError for a file that is not TorchScript
+                raise ModelFileError(f"{weights}: not a TorchScript model ({str(err).splitlines()[0][:120]})") from err
+        else:
+            self.net = self._build(bundle)
         self.net.to(self.device).eval()
 
-    def _load_bundle(self, root: Path):
+    @staticmethod
+    def _build(bundle: BundleSpec):
         import torch
-        from monai.bundle import ConfigParser
-        from monai.transforms import Compose
+        from monai.networks import nets
 
-        cfg_file = next((root / "configs" / n for n in ("inference.json", "inference.yaml", "inference.yml")
-                         if (root / "configs" / n).exists()), None)
-        if cfg_file is None:
-            raise ConfigError(f"{root}: not a MONAI bundle (no configs/inference.json or .yaml)")
-        parser = ConfigParser()
-        parser.read_config(str(cfg_file))
-        parser["bundle_root"] = str(root)
-        ts, pt = root / "models" / "model.ts", root / "models" / "model.pt"
-        if pt.exists():
-            key = "network_def" if "network_def" in parser else "network"
-            net = parser.get_parsed_content(key, instantiate=True)
-            try:
-                state = torch.load(str(pt), map_location="cpu", weights_only=True)
-            except Exception as err:
-                raise ConfigError(f"{pt}: cannot load weights safely (weights_only): {err}") from err
-            if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-                state = state["model"]
+        if bundle.network is None:
+            raise ModelFileError(f"{bundle.root}/configs: no network_def for models/model.pt")
+        name, kwargs = bundle.network
+        try:
+            net = getattr(nets, name)(**kwargs)
+        except TypeError as err:
+            raise ModelFileError(f"{bundle.root}/configs: network_def {name}: {err}") from err
+        try:
+            state = torch.load(str(bundle.weights), map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ModelFileError(f"{bundle.weights}: cannot load weights safely (weights_only): "
+                                 f"{str(err).splitlines()[0][:200]}") from err
+        if isinstance(state, dict) and isinstance(state.get("model"), dict):
+            state = state["model"]  # MONAI CheckpointSaver with several objects saved
+        try:
             net.load_state_dict(state)
-        elif ts.exists():
-            net = torch.jit.load(str(ts), map_location=self.device)
-        else:
-            raise ConfigError(f"{root}: bundle has neither models/model.pt nor models/model.ts")
-        transforms = []
-        if "preprocessing" in parser:
-            spec = parser["preprocessing"]
-            items = spec.get("transforms", []) if isinstance(spec, dict) else []
-            for i, item in enumerate(items):
-                target = str(item.get("_target_", "")).rsplit(".", 1)[-1] if isinstance(item, dict) else ""
-                if target in _IO_TRANSFORMS:
-                    continue
-                transforms.append(parser.get_parsed_content(f"preprocessing#transforms#{i}", instantiate=True))
-        roi: list[int] = []
-        if "inferer" in parser and isinstance(parser["inferer"], dict):
-            roi = list(parser["inferer"].get("roi_size", []) or [])
-        return net, (Compose(transforms) if transforms else None), roi
+        except (RuntimeError, TypeError) as err:
+            raise ModelFileError(f"{bundle.weights}: weights do not fit network_def {name} "
+                                 f"({str(err).splitlines()[0][:200]})") from err
+        return net
+
+    @staticmethod
+    def _transforms(bundle: BundleSpec):
+        import monai.transforms as mt
+
+        steps = []
+        for name, kwargs in bundle.preprocessing:
+            kw = dict(kwargs)
+            keys = kw.get("keys", "image")
+            keys = keys if isinstance(keys, list) else [keys]
+            idx = keys.index("image") if "image" in keys else 0
+            for k in _PER_KEY:
+                if isinstance(kw.get(k), list) and len(kw[k]) == len(keys) and len(keys) > 1:
+                    kw[k] = kw[k][idx]
+            kw["keys"] = "image"
+            if "source_key" in kw:
+                kw["source_key"] = "image"
+            try:
+                steps.append(getattr(mt, name)(**kw))
+            except TypeError as err:
+                raise ModelFileError(f"{bundle.root}/configs: preprocessing {name}: {err}") from err
+        return mt.Compose(steps) if steps else None
 
     def __call__(self, images: StudyImages, merge_mm: float, min_lesion_ml: float) -> Segmentation:
         import torch
@@ -116,12 +180,15 @@ class MonaiSegmenter:
 
         arrays = []
         for name in self.channels:
-            arr = {"T1C": images.t1c, "T1": images.t1, "FLAIR": images.flair, "T2": images.t2}.get(name)
+            arr = getattr(images, name.lower())
             if arr is None:
                 raise ImagingInputError(f"the MONAI model needs a {name} sequence, which this study lacks")
-            arrays.append(arr.transpose(2, 1, 0))  # (z, y, x) -> (x, y, z), MONAI's voxel order
-        affine = _affine_ras(images)
-        data = {"image": MetaTensor(torch.from_numpy(np.stack(arrays).copy()), affine=torch.from_numpy(affine))}
+            arrays.append(arr)
+        ref = model_grid.model_reference(images, self.spacing, self.axis_aligned)
+        arrays = model_grid.to_model_grid(arrays, images, ref)
+        affine = model_grid.affine_ras_of(ref if ref is not None else images.reference)
+        x = np.stack([a.transpose(2, 1, 0) for a in arrays])  # (z, y, x) -> (x, y, z), MONAI's voxel order
+        data = {"image": MetaTensor(torch.from_numpy(np.ascontiguousarray(x)), affine=torch.from_numpy(affine))}
         if self.preprocess is not None:
             data = self.preprocess(data)
         x = data["image"]
@@ -129,31 +196,24 @@ class MonaiSegmenter:
         with torch.no_grad():
             logits = sliding_window_inference(torch.as_tensor(x)[None].float().to(self.device), self.roi_size,
                                               self.sw_batch_size, self.net, overlap=self.overlap)
-        logits = torch.as_tensor(logits)[0].cpu()
+        logits = torch.as_tensor(logits)[0].float().cpu()
+        others = [i for i, s in self.structures.items() if s not in (None, "ET", "background", "RC")
+                  and i < logits.shape[0]]
         if self.output == "sigmoid":
-            pred = (torch.sigmoid(logits[self.et_index]) > self.threshold).numpy()
+            prob = torch.sigmoid(logits)
+            et_prob = prob[self.et_index].numpy()
+            other_found = bool(others) and bool((prob[others] > self.threshold).any())
+            cut = self.threshold
         else:
-            pred = (torch.argmax(logits, dim=0) == self.et_index).numpy()
-        et = self._to_t1c_grid(pred, out_affine, images)
+            labels = torch.argmax(logits, dim=0)
+            et_prob = (labels == self.et_index).float().numpy()
+            other_found = bool(others) and bool(torch.isin(labels, torch.tensor(others)).any())
+            cut = 0.5
+        on_t1c = model_grid.from_affine_ras(et_prob, out_affine, images)
+        et = on_t1c >= cut if self.output == "softmax" else on_t1c > cut  # a label map: half-covered voxels count
+        flags = ["monai", *et_empty_flags(bool(et.any()), other_found)]
         return Segmentation(et=et, grid=images.grid, lesions=group_lesions(et, images.grid, merge_mm, min_lesion_ml),
-                            flags=["monai"])
-
-    @staticmethod
-    def _to_t1c_grid(pred: np.ndarray, affine_ras: np.ndarray, images: StudyImages) -> np.ndarray:
-        """The prediction (x, y, z voxels, RAS affine) nearest-neighbour resampled onto the T1C grid."""
-        import SimpleITK as sitk
-
-        zyx = pred.transpose(2, 1, 0)
-        if zyx.shape == images.t1c.shape and np.allclose(affine_ras, _affine_ras(images), atol=1e-3):
-            return zyx.astype(bool)
-        lps = _LPS_TO_RAS @ affine_ras
-        spacing = np.linalg.norm(lps[:3, :3], axis=0)
-        img = sitk.GetImageFromArray(zyx.astype(np.uint8))
-        img.SetSpacing([float(s) for s in spacing])
-        img.SetDirection([float(v) for v in (lps[:3, :3] / spacing).ravel()])
-        img.SetOrigin([float(v) for v in lps[:3, 3]])
-        back = sitk.Resample(img, images.reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-        return sitk.GetArrayFromImage(back).astype(bool)
+                            flags=flags)
 
 
 def describe(settings: dict[str, Any]) -> str:
