@@ -69,4 +69,5 @@ def run_demo(cache_dir: Path | str, patients: int = 12, images: bool = True, con
     if report is not None:
         say("writing the HTML report")
         lines.append(f"report:      {report(out, annotations, out / 'report.html')}")
+    lines.append(f"review:      pfs review {out}   (then: pfs review {out} --export reviewed.csv)")
     return lines
