@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -69,5 +70,6 @@ def run_demo(cache_dir: Path | str, patients: int = 12, images: bool = True, con
     if report is not None:
         say("writing the HTML report")
         lines.append(f"report:      {report(out, annotations, out / 'report.html')}")
-    lines.append(f"review:      pfs review {out}   (then: pfs review {out} --export reviewed.csv)")
+    shown = shlex.quote(str(out))
+    lines.append(f"review:      pfs review {shown}   (then: pfs review {shown} --export reviewed.csv)")
     return lines
