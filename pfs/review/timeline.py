@@ -67,7 +67,8 @@ def timeline_svg(view: dict[str, Any]) -> Markup:
              f'width="{WIDTH}" height="{height}" role="img" aria-label="patient timeline">']
     for name, (top, h) in tops.items():
         parts.append(_el("rect", x=LEFT, y=top, width=WIDTH - LEFT - RIGHT, height=h, class_="lane"))
-        parts.append(f'<text x="{LEFT - 6}" y="{top + h / 2 + 4}" class="lane-label">{escape(LANE_LABELS[name])}</text>')
+        label = escape(LANE_LABELS[name])
+        parts.append(f'<text x="{LEFT - 6}" y="{top + h / 2 + 4}" class="lane-label">{label}</text>')
     parts += _axis(sc, start, end, height)
     parts += _treatment(view, sc, tops["treatment"])
     parts += _curve(view["dose_steps"], sc, tops["dose"], "dose", "mg/day")

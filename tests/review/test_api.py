@@ -176,3 +176,37 @@ def test_token_and_host_guards(review_run, tmp_path):
         assert first.status_code == 303 and first.headers["location"] == "/"
         assert c.get("/api/health").status_code == 200  # the cookie now carries the token
         assert c.get("/api/health", headers={"Host": "evil.example"}).status_code == 421
+
+
+def test_timeline_svg_shows_every_candidate_and_the_reconciled_date(client):
+    v = client.get("/api/patients/P0001").json()
+    html = client.get("/patients/P0001").text
+    assert html.count('class="cand cand-') == len(v["candidates"])
+    assert 'class="vl vl-reconciled"' in html and "reconciled progression: 2020-01-08" in html
+    assert html.count('class="rec rec-') == len(v["reconciled_events"])
+
+
+def test_qc_mask_images_are_served_by_study_id_only(review_run, tmp_path):
+    import shutil
+
+    from starlette.testclient import TestClient
+
+    from pfs.review.app import create_app
+    from pfs.review.server import build_state
+
+    out = tmp_path / "out"
+    shutil.copytree(review_run, out)
+    pd.DataFrame({"patient_id": ["P0001"], "study_id": ["P0001-S01"], "study_date": ["2019-05-01"],
+                  "et_volume_ml": ["2.5"], "rano_state": ["baseline"]}).to_csv(out / "volumes.csv", index=False)
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 20
+    (out / "masks" / "P0001").mkdir(parents=True)
+    (out / "masks" / "P0001" / "P0001-S01_qc.png").write_bytes(png)
+    (out / "masks" / "P0001" / "secret_qc.png").write_bytes(png)
+    st = build_state(out, db_path=tmp_path / "r.sqlite", reviewer="alice")
+    with TestClient(create_app(st)) as c:
+        r = c.get("/masks/P0001/P0001-S01.png")
+        assert r.status_code == 200 and r.content == png and r.headers["content-type"] == "image/png"
+        assert c.get("/masks/P0001/secret.png").status_code == 404  # a file there, but not a study of the run
+        assert c.get("/masks/P0002/P0001-S01.png").status_code == 404
+        page = c.get("/patients/P0001").text
+        assert 'src="/masks/P0001/P0001-S01.png"' in page and "RANO baseline" in page
