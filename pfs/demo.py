@@ -71,5 +71,6 @@ def run_demo(cache_dir: Path | str, patients: int = 12, images: bool = True, con
         say("writing the HTML report")
         lines.append(f"report:      {report(out, annotations, out / 'report.html')}")
     shown = shlex.quote(str(out))
-    lines.append(f"review:      pfs review {shown}   (then: pfs review {shown} --export reviewed.csv)")
+    lines.append(f"review:      pfs review {shown}")
+    lines.append(f"  then:      pfs review {shown} --export reviewed.csv")
     return lines

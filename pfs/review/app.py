@@ -209,17 +209,18 @@ class _Guard(BaseHTTPMiddleware):
         for route in request.app.routes:
             match, _ = route.matches(request.scope)
             if match == Match.FULL:
-                return getattr(route, "path", "?")
+                return getattr(route, "path", "?") + ("/..." if isinstance(route, Mount) else "")
         return "(no route)"
 
     async def dispatch(self, request: Request, call_next: Any) -> Response:
         started = time.perf_counter()
+        route = self._route(request)  # before routing: a Mount rewrites the scope's paths
         response = await self._checked(request, call_next)
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["Cache-Control"] = "no-store"
-        access_log.info("%s %s %d %.0f ms", request.method, self._route(request), response.status_code,
+        access_log.info("%s %s %d %.0f ms", request.method, route, response.status_code,
                         1000 * (time.perf_counter() - started))
         return response
 

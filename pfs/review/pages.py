@@ -98,7 +98,8 @@ def _report_views(run: Run, db_path: Path, pid: str, deciding: set[str]) -> list
                             "bt_rads": lab.get("bt_rads", ""), "evidence_sentence": lab.get("evidence_sentence", ""),
                             "section": lab.get("section", ""), "highlighted": False, "segments": [],
                             "deciding": rid in deciding, "has_text": False})
-    return sorted(reports, key=lambda r: (r["report_date"], r["report_id"]))
+    # The reports the accepted event rests on first: they are what the reviewer checks.
+    return sorted(reports, key=lambda r: (not r["deciding"], r["report_date"], r["report_id"]))
 
 
 def _float(v: Any) -> float:

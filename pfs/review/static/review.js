@@ -106,5 +106,6 @@
   document.addEventListener("DOMContentLoaded", () => {
     if (document.getElementById("patient")) patientPage();
     else if (document.getElementById("patients")) listPage();
+    document.body.dataset.ready = "1";  // the keys work from here on (tests wait for it)
   });
 })();
