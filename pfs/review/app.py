@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
@@ -76,7 +77,11 @@ def _list_params(request: Request, page_size: int) -> dict[str, Any]:
 
 
 def create_app(state: ReviewState) -> Starlette:
-    """The application for one run; ``state`` holds everything it needs (no globals)."""
+    """The application for one run; ``state`` holds everything it needs (no globals).
+
+    Handlers are plain functions, which Starlette runs in its thread pool: SQLite and pandas work then
+    never holds up the event loop while another reviewer's request waits.
+    """
     env = _templates()
 
     def render(name: str, **ctx: Any) -> HTMLResponse:
@@ -93,7 +98,7 @@ def create_app(state: ReviewState) -> Starlette:
                              p["query"])["order"]
         return patient_view(state.run, state.db_path, known(pid), order, state.reference)
 
-    async def home(request: Request) -> Response:
+    def home(request: Request) -> Response:
         p = _list_params(request, state.page_size)
         page = patient_list(state.run, state.db_path, state.reviewer, p["sort"], p["desc"], p["filt"], p["offset"],
                             p["limit"], p["query"])
@@ -101,12 +106,12 @@ def create_app(state: ReviewState) -> Starlette:
         return render("list.html", page=page, params=p, keep={k: v for k, v in keep.items() if v},
                       sorts=SORTS, filters=FILTERS)
 
-    async def patient_page(request: Request) -> Response:
+    def patient_page(request: Request) -> Response:
         v = view(request.path_params["patient_id"], request)
         keep = {k: request.query_params[k] for k in ("sort", "desc", "filter", "q") if k in request.query_params}
         return render("patient.html", v=v, svg=timeline_svg(v), keep=keep)
 
-    async def mask_image(request: Request) -> Response:
+    def mask_image(request: Request) -> Response:
         pid = known(request.path_params["patient_id"])
         studies = state.run.patient_rows("volumes", pid)
         study = request.path_params["study_id"]
@@ -118,10 +123,10 @@ def create_app(state: ReviewState) -> Starlette:
             raise _NotFound()
         return FileResponse(path, media_type="image/png")
 
-    async def api_health(request: Request) -> Response:
+    def api_health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "patients": len(state.run.summary), "reviewer": state.reviewer})
 
-    async def api_patients(request: Request) -> Response:
+    def api_patients(request: Request) -> Response:
         p = _list_params(request, state.page_size)
         reviewer = request.query_params.get("reviewer") or state.reviewer
         page = patient_list(state.run, state.db_path, check_reviewer(reviewer), p["sort"], p["desc"], p["filt"],
@@ -129,7 +134,7 @@ def create_app(state: ReviewState) -> Starlette:
         page.pop("order")
         return JSONResponse(page)
 
-    async def api_patient(request: Request) -> Response:
+    def api_patient(request: Request) -> Response:
         v = view(request.path_params["patient_id"], request)
         for rep in v["reports"]:
             rep["text"] = "".join(s for s, _ in rep.pop("segments"))
@@ -152,9 +157,9 @@ def create_app(state: ReviewState) -> Starlette:
             row = decide(state.run, pid, body, state.reviewer)
         except DecisionError as err:
             return JSONResponse({"error": str(err)}, status_code=422)
-        return JSONResponse(db.record(state.db_path, row))
+        return JSONResponse(await run_in_threadpool(db.record, state.db_path, row))
 
-    async def api_export(request: Request) -> Response:
+    def api_export(request: Request) -> Response:
         who = request.query_params.get("reviewer")
         data = annotations_csv(state.db_path, check_reviewer(who) if who else None)
         return Response(data, media_type="text/csv; charset=utf-8",

@@ -6,6 +6,7 @@ import getpass
 import logging
 import re
 import secrets
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,17 @@ def build_state(out: Path | str, db_path: Path | str | None = None, reviewer: st
                        allowed_hosts=allowed_hosts)
 
 
+def _check_port(host: str, port: int) -> None:
+    """A taken port is the user's to fix: say so in one line rather than through uvicorn's exit code."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise PfsError(f"cannot listen on {host}:{port} ({err.strerror}); choose another --port") from err
+
+
 def serve(out: Path | str, host: str = "127.0.0.1", port: int = 8765, db_path: Path | str | None = None,
           reviewer: str | None = None, annotations: Path | None = None, token: str | None = None,
           say: Callable[[str], Any] = print) -> None:
@@ -70,6 +82,7 @@ def serve(out: Path | str, host: str = "127.0.0.1", port: int = 8765, db_path: P
         from pfs.review.app import create_app
     except ImportError as err:
         raise PfsError("pfs review needs the web extra: pip install 'pfs[review]'") from err
+    _check_port(host, port)
     local = host in LOCAL_HOSTS
     if not local and not token:
         token = secrets.token_urlsafe(24)

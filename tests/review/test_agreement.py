@@ -70,3 +70,18 @@ def test_cli_refuses_what_it_cannot_do(review_run, tmp_path):
     assert res.exit_code != 0 and "no review database" in str(res.exception)
     res = runner.invoke(app, ["review", str(tmp_path), "--export", str(tmp_path / "a.csv")])
     assert res.exit_code != 0
+
+
+def test_cli_review_on_a_taken_port_is_a_one_line_error(review_run, tmp_path):
+    import socket
+
+    from pfs.exceptions import PfsError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        res = CliRunner().invoke(app, ["review", str(review_run), "--db", str(tmp_path / "r.sqlite"),
+                                       "--port", str(port)])
+    assert isinstance(res.exception, PfsError) and f"127.0.0.1:{port}" in str(res.exception)
+    assert not (tmp_path / "r.sqlite").exists()  # refused before touching anything
