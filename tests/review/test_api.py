@@ -210,3 +210,19 @@ def test_qc_mask_images_are_served_by_study_id_only(review_run, tmp_path):
         assert c.get("/masks/P0002/P0001-S01.png").status_code == 404
         page = c.get("/patients/P0001").text
         assert 'src="/masks/P0001/P0001-S01.png"' in page and "RANO baseline" in page
+
+
+def test_reference_annotations_are_shown_beside_the_patient(review_run, tmp_path):
+    from starlette.testclient import TestClient
+
+    from pfs.review.app import create_app
+    from pfs.review.server import build_state
+
+    ann = pd.read_csv(review_run.parent / "synth" / "annotations.csv", dtype=str, keep_default_na=False)
+    st = build_state(review_run, db_path=tmp_path / "r.sqlite", reviewer="alice",
+                     annotations=review_run.parent / "synth" / "annotations.csv")
+    with TestClient(create_app(st)) as c:
+        for pid in ("P0002", "P0003"):
+            row = ann[ann["patient_id"] == pid].iloc[0].drop("patient_id").to_dict()
+            assert c.get(f"/api/patients/{pid}").json()["reference"] == row
+        assert "Reference annotation:" in c.get("/patients/P0002").text
