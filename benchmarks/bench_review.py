@@ -131,8 +131,16 @@ def main() -> None:
     picks = [ids[i * (n - 1) // 9] for i in range(10)]
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
         csrf = state.csrf
+        posts = []
         for pid in ids[: n // 5]:  # a fifth of the cohort already reviewed, so statuses are mixed
-            client.post(f"/api/patients/{pid}/review", json={"decision": "accept"}, headers={"X-CSRF-Token": csrf})
+            t = time.perf_counter()
+            r = client.post(f"/api/patients/{pid}/review", json={"decision": "accept"}, headers={"X-CSRF-Token": csrf})
+            posts.append(1000 * (time.perf_counter() - t))
+            if r.status_code != 200:
+                raise SystemExit(f"POST review: HTTP {r.status_code}")
+        posts.sort()
+        print(f"POST /api/patients/{{id}}/review x {len(posts)}: median {statistics.median(posts):.1f} ms, "
+              f"p95 {posts[int(0.95 * len(posts))]:.1f} ms")
         cases = {
             "list page (HTML, first 100)": ["/"],
             "list page sorted by reconciled date, desc": ["/?sort=reconciled_date&desc=1"],
