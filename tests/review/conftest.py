@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-EVIL = "<script>window.__pwned = 1;</script>"
+from review_testdata import EVIL
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import sqlite3
 
 import pandas as pd
 import pytest
-from conftest import EVIL
+from review_testdata import EVIL
 
 from pfs.io.schema import load_schema
 
