@@ -86,6 +86,11 @@ def _wait(driver, condition, seconds: float = 10):
     return WebDriverWait(driver, seconds).until(condition)
 
 
+def _ready(driver) -> None:
+    """The page's script has set up its keys (keys sent earlier would be lost)."""
+    _wait(driver, lambda d: d.execute_script("return document.body && document.body.dataset.ready === '1'"))
+
+
 def _fetch_text(driver, url: str) -> str:
     return driver.execute_async_script(
         "const done = arguments[arguments.length - 1];"
@@ -96,12 +101,14 @@ def test_review_a_patient_with_the_keyboard_and_export(server, browser):
     from selenium.webdriver.common.by import By
 
     browser.get(server + "/")
+    _ready(browser)
     rows = browser.find_elements(By.CSS_SELECTOR, "#patients tbody tr.row")
     assert len(rows) == 4
     body = browser.find_element(By.TAG_NAME, "body")
     body.send_keys("j")  # select the first patient, open it with Enter
     body.send_keys("\n")
     _wait(browser, lambda d: "/patients/P0001" in d.current_url)
+    _ready(browser)
     deciding = browser.find_element(By.CSS_SELECTOR, "details.report.deciding")
     assert deciding.get_attribute("open") is not None
     marks = deciding.find_elements(By.CSS_SELECTOR, "mark.hl-evidence")
@@ -121,6 +128,7 @@ def test_type_a_date_and_a_comment(server, browser):
     from selenium.webdriver.common.by import By
 
     browser.get(server + "/patients/P0003")
+    _ready(browser)
     browser.find_element(By.ID, "advance").click()  # stay on the page
     body = browser.find_element(By.TAG_NAME, "body")
     body.send_keys("c")
@@ -142,3 +150,16 @@ def test_script_in_a_report_shows_as_text_and_does_not_run(server, browser):
     texts = [e.get_attribute("textContent") for e in browser.find_elements(By.CSS_SELECTOR, "pre.report-text")]
     assert any(EVIL in t for t in texts)
     assert not browser.find_elements(By.XPATH, "//pre//script")
+
+
+def test_a_missing_browser_fails_under_ci_and_skips_locally(monkeypatch):
+    import sys
+
+    module = sys.modules[__name__]
+    monkeypatch.setattr(module, "CHROMIUM", None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="chromium"):
+        _need_browser()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="install-browser.sh"):
+        _need_browser()
