@@ -62,7 +62,8 @@ setup() {
 import importlib
 mods = ["numpy", "pandas", "pyarrow", "scipy", "typer", "rich", "lifelines", "matplotlib", "nibabel",
         "SimpleITK", "pydicom", "nilearn", "spacy", "medspacy", "torch", "monai", "dask", "distributed",
-        "pytest", "hypothesis", "nbclient", "nbformat", "ipykernel"]
+        "pytest", "hypothesis", "nbclient", "nbformat", "ipykernel", "starlette", "uvicorn", "jinja2", "httpx",
+        "selenium"]
 for m in mods:
     importlib.import_module(m)
 import pandas as pd, io

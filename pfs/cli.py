@@ -280,6 +280,36 @@ def report(
 
 
 @app.command()
+def review(
+    out: Annotated[Path, typer.Argument(help="Output directory of `pfs extract`.")],
+    annotations: Annotated[Path | None, typer.Option(help="An earlier annotations CSV, shown beside each patient.")] = None,
+    reviewer: Annotated[str | None, typer.Option(help="Your name in the review log (default: your login).")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on; any other than 127.0.0.1 needs a token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    db: Annotated[Path | None, typer.Option("--db", help="Review database (default OUT/review.sqlite).")] = None,
+    token: Annotated[str | None, typer.Option(envvar="PFS_REVIEW_TOKEN", help="Access token (default: generated when --host is not local).")] = None,
+    export: Annotated[Path | None, typer.Option("--export", help="Write the reviewed annotations CSV (and review_log.csv beside it) and exit.")] = None,
+    agreement: Annotated[bool, typer.Option("--agreement", help="Print the reviewers' agreement and the patients to adjudicate, and exit.")] = False,
+) -> None:
+    """Review each patient's progression date in a local web page; export the decisions as annotations."""
+    import pfs.review as rv
+
+    if export is not None:
+        target, log_path, n = rv.export_annotations(out, export, db, reviewer)
+        typer.echo(f"{n} patient(s) -> {target}\naudit log -> {log_path}")
+    elif agreement:
+        from pfs.review.agreement import agreement_lines
+        from pfs.review.run import review_settings
+
+        days = review_settings()["date_agreement_days"]
+        for line in agreement_lines(rv.agreement(out, db, days), days):
+            typer.echo(line)
+    else:
+        rv.serve(out, host=host, port=port, db_path=db, reviewer=reviewer, annotations=annotations, token=token,
+                 say=typer.echo)
+
+
+@app.command()
 def sources() -> None:
     """List the progression sources: what each reads and writes."""
     from pfs.extractors import SOURCES

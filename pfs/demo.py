@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -53,4 +54,7 @@ def run_demo(cache_dir: Path | str, patients: int = 12, images: bool = True, con
     lines.append(f"plots:       {out / 'plots'}")
     say("writing the HTML report")
     lines.append(f"report:      {report(out, annotations, out / 'report.html')}")
+    shown = shlex.quote(str(out))
+    lines.append(f"review:      pfs review {shown}")
+    lines.append(f"  then:      pfs review {shown} --export reviewed.csv")
     return lines
