@@ -6,6 +6,7 @@ usage screen and exit 2 (never a traceback), whatever version of click typer ven
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import sys
@@ -146,12 +147,17 @@ def test_sources_lists_every_registered_source() -> None:
 
 
 def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
-    res = runner.invoke(app, ["demo", "--cache-dir", str(tmp_path), "--patients", "3", "--no-images"])
+    res = runner.invoke(app, ["demo", "--cache-dir", str(tmp_path), "--patients", "3", "--no-images"],
+                        env={"COLUMNS": "500"})  # no wrapping of the long paths it prints
     assert res.exit_code == 0, res.output
     out = next(tmp_path.glob("cohort-*")) / "out"
     for name in ("endpoints.csv", "comparison.csv", "report.html", "manifest.json"):
         assert (out / name).exists(), name
     assert "report:" in res.output
+    # It ends with the command that opens its run for review, then the one that exports the decisions.
+    review, export = [line.strip() for line in res.output.strip().splitlines()[-2:]]
+    assert shlex.split(review.split(":", 1)[1]) == ["pfs", "review", str(out)]
+    assert export.endswith("--export reviewed.csv")
 
 
 def test_a_parallel_run_prints_no_library_chatter_or_traceback(small_run: Path) -> None:
