@@ -80,6 +80,7 @@ RULE_LOADERS: dict[str, Callable[[], Any]] = {
     "nlp/context.json": _nlp("context"),
     "nlp/sections.json": _nlp("sections"),
     "nlp/procedures.json": _fn("pfs.extractors.nlp.labels", "_procedure_patterns"),
+    "label_conventions.json": _fn("pfs.extractors.imaging.segmenters.labels", "_rules"),
     "synth_drugs.json": _fn("pfs.synth.medications", "load_rules"),
     "synth_mri.json": _fn("pfs.synth.mri", "load_params"),
     "synth_report_phrases.json": _fn("pfs.synth.reports", "load_phrases"),
