@@ -27,8 +27,8 @@ from typing import Any
 
 import pandas as pd
 
-from pfs.io.convert import number_text, place_file
 from pfs.io.export import load_export
+from pfs.io.formats.common import number_text, place_file
 from pfs.io.output import write_bytes, write_table
 
 #: Site-specific OMOP concept ids start above 2,000,000,000 (CDM convention for local concepts).

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pfs.io.convert import convert
 from pfs.io.export import load_export
+from pfs.io.formats import convert
 from pfs.synth.formats import native_to_fhir, native_to_omop
 
 

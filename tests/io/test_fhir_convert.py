@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pfs.io.export import load_export
-from pfs.io.fhir import convert_fhir, ref_id
+from pfs.io.formats.fhir import convert_fhir, ref_id
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "fhir"
 SYNTHEA_BUNDLES = Path("/work/shared/data/fhir-r4-synthea-bundles")
