@@ -101,7 +101,7 @@ def _convert(
 
     meds = read_medications(source, rules, vocab, quarantine, known, keep_ids, counts)
     reports = read_reports(source, vocab, rules, quarantine, known, keep_ids, counts)
-    imaging = read_imaging(source, out, quarantine, known, keep_ids, counts)
+    imaging = read_imaging(source, vocab, rules, out, quarantine, known, keep_ids, counts)
 
     # Patients
     rows = []

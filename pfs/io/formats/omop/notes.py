@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
-from functools import cache
-from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -13,6 +9,7 @@ import pandas as pd
 
 from pfs.io.formats.common import place_file, safe_relative, set_aside, set_aside_rows
 from pfs.io.formats.omop.rules import OmopRules
+from pfs.io.formats.omop.series import series_descriptions
 from pfs.io.formats.omop.source import OmopSource, canonical_ids, dated, person_filter
 from pfs.io.formats.omop.vocabulary import Vocabulary
 from pfs.io.quarantine import Quarantine
@@ -80,6 +77,8 @@ def read_reports(
 
 def read_imaging(
     source: OmopSource,
+    vocab: Vocabulary,
+    rules: OmopRules,
     out: Path,
     quarantine: Quarantine,
     known: set[str],
@@ -105,7 +104,9 @@ def read_imaging(
     seq = pd.Series("", index=im.index)
     for c in SEQUENCE_COLUMNS:
         seq = seq.where(seq != "", im[c].str.strip())
-    seq = seq.where(seq != "", im["local_path"].map(_sequence_from_path))
+    described, counts["series_descriptions_from_observation"] = series_descriptions(source, vocab, rules, im)
+    seq = seq.where(seq != "", described)
+    seq = seq.where(seq != "", im["local_path"].map(_name_from_path))
     base = source.path if source.path.is_dir() else source.path.parent
     rows = []
     for idx, r in im.iterrows():
@@ -148,21 +149,10 @@ def read_imaging(
     return pd.DataFrame(rows, columns=out_cols)
 
 
-@cache
-def _sequence_synonyms() -> dict[str, str]:
-    data = json.loads(resources.files("pfs.rules").joinpath("sequences.json").read_text(encoding="utf-8"))
-    return {
-        "".join(ch for ch in s.upper() if ch.isalnum()): canon
-        for canon, syns in data["sequences"].items()
-        for s in [canon, *syns]
-    }
-
-
-def _sequence_from_path(path: str) -> str:
-    """The MR sequence named in a file name ('.../P01_T1C.nii.gz' -> 'T1C'); '' when none is."""
-    synonyms = _sequence_synonyms()
-    name = PurePosixPath(str(path)).name.upper()
-    for token in sorted(re.split(r"[^A-Z0-9]+", name), key=len, reverse=True):
-        if token in synonyms:
-            return synonyms[token]
-    return ""
+def _name_from_path(path: str) -> str:
+    """The file (or DICOM folder) name without extensions: exports often name a file after its series."""
+    name = PurePosixPath(str(path).replace("\\", "/")).name
+    for ext in (".nii.gz", ".nii", ".dcm", ".mha", ".nrrd"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name

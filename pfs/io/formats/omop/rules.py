@@ -17,6 +17,7 @@ _RULE_KEYS = {
     "resection",
     "radiotherapy",
     "radiology_notes",
+    "series_description",
     "route_concepts",
     "corticosteroid_ingredients",
     "ingredient_relationships",
@@ -33,6 +34,7 @@ class OmopRules:
     resection: CodeSet
     radiotherapy: CodeSet
     radiology: CodeSet
+    series_description: CodeSet
     routes: dict[str, str]
     ingredients: dict[str, str]
     ingredient_relationships: frozenset[str]
@@ -53,6 +55,7 @@ def load_rules() -> OmopRules:
         resection=parse_code_set(data["resection"], "resection", RULE_FILE),
         radiotherapy=parse_code_set(data["radiotherapy"], "radiotherapy", RULE_FILE),
         radiology=parse_code_set(data["radiology_notes"], "radiology_notes", RULE_FILE),
+        series_description=parse_code_set(data["series_description"], "series_description", RULE_FILE),
         routes={str(k): str(v) for k, v in data["route_concepts"].items()},
         ingredients={str(k): str(v) for k, v in data["corticosteroid_ingredients"].items()},
         ingredient_relationships=frozenset(data["ingredient_relationships"]),
