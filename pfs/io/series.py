@@ -279,3 +279,10 @@ def dicom_headers(folder: Any) -> dict[str, str]:
         keys = set(reader.GetMetaDataKeys())
         return {k: reader.GetMetaData(t).strip() for k, t in DICOM_TAGS.items() if t in keys}
     return {}
+
+
+def roles(descriptions: pd.Series) -> pd.Series:
+    """The role of each description (T1, T1C, T2, FLAIR, OTHER or ''); each distinct one is classified once."""
+    text = descriptions.fillna("").astype(str)
+    found = {d: classify(d).role for d in text.unique()}
+    return text.map(found)
