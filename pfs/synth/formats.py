@@ -16,6 +16,12 @@ What OMOP cannot carry (documented, and asserted by the round-trip tests):
 - ``imaging.mask_path``: IMAGE_OCCURRENCE has no place for a precomputed mask.
 
 FHIR carries everything (Timing.code.text holds the frequency as written) except ``mask_path``.
+
+Both write ``imaging.sequence`` as a real export would: a vendor-style series description
+(``rules/synth_series.json``: Siemens, GE, Philips or site names, one vendor per study), in
+OMOP as an OBSERVATION tied to the image occurrence (the OHDSI imaging extension's place for
+DICOM attributes) and in FHIR as ``ImagingStudy.series.description``. The converted native table
+carries the description; the imaging source classifies it back to the same role.
 """
 
 from __future__ import annotations
