@@ -102,3 +102,18 @@ def test_rule_file_has_a_reason_for_every_pattern():
     rules = load_rules()
     assert all(p.reason.strip() for group in rules.groups.values() for p in group)
     assert {"other", "flair", "t1", "t2", "contrast_given", "contrast_not_given"} <= set(rules.groups)
+
+
+def test_real_brats_file_names():
+    """File names of the shared real studies (BraTS 2018 and 2023 conventions) name their role."""
+    from pathlib import Path
+
+    files = sorted(Path("/work/shared/data").glob("brats*/**/*.nii*"))
+    if not files:
+        pytest.skip("shared BraTS data not present")
+    want = {"t1": "T1", "t1n": "T1", "t1ce": "T1C", "t1c": "T1C", "t2": "T2", "t2w": "T2", "flair": "FLAIR",
+            "t2f": "FLAIR", "seg": "OTHER"}
+    for f in files:
+        stem = f.name.split(".nii")[0]
+        suffix = stem.replace("-", "_").split("_")[-1].lower()
+        assert classify(stem).role == want[suffix], stem
