@@ -220,29 +220,28 @@ def choose_series(series: pd.DataFrame, headers: Mapping[int, Mapping[str, Any]]
     chosen and why). Ties go to the first row, so the choice is deterministic.
     """
     headers = headers or {}
-    out = series.copy()
+    out = series.reset_index(drop=True)  # positions line up with ``classes``
     classes = [classify(d, headers.get(int(r))) for d, r in zip(out["sequence"], out["_row"], strict=True)]
     out["role"] = [c.role for c in classes]
-    out["why"] = [c.reason for c in classes]
-    out["chosen"] = False
-    for _, group in out.groupby(["study_id", "role"], sort=False):
-        role = group["role"].iloc[0]
+    why = [c.reason for c in classes]
+    chosen = [False] * len(out)
+    rows = out["_row"].astype(int).tolist()
+    names = out["sequence"].astype(str).tolist()
+    for (_, role), idx in out.groupby(["study_id", "role"], sort=False).indices.items():
         if role not in ROLES:
             continue
-        idx = list(group.index)
-        by_rank = sorted(idx, key=lambda i: (tuple(-v for v in _rank(classes[out.index.get_loc(i)])),
-                                             int(out.at[i, "_row"])))
-        best = by_rank[0]
-        out.at[best, "chosen"] = True
-        if len(idx) > 1:
-            b = classes[out.index.get_loc(best)]
-            for i in by_rank[1:]:
-                c = classes[out.index.get_loc(i)]
-                because = (f"{_traits(b)} preferred over {_traits(c)}" if _rank(b) != _rank(c)
+        ranked = sorted(idx, key=lambda i: (tuple(-v for v in _rank(classes[i])), rows[i]))
+        best = ranked[0]
+        chosen[best] = True
+        if len(ranked) > 1:
+            b = classes[best]
+            for i in ranked[1:]:
+                because = (f"{_traits(b)} preferred over {_traits(classes[i])}" if _rank(b) != _rank(classes[i])
                            else "same kind; the first listed is used")
-                out.at[i, "why"] = (f"{out.at[i, 'why']}; second {role} candidate, not used: "
-                                    f"{str(out.at[best, 'sequence'])!r} chosen ({because})")
-            out.at[best, "why"] = f"{out.at[best, 'why']}; chosen among {len(idx)} {role} candidates ({_traits(b)})"
+                why[i] += f"; second {role} candidate, not used: {names[best]!r} chosen ({because})"
+            why[best] += f"; chosen among {len(ranked)} {role} candidates ({_traits(b)})"
+    out["why"] = why
+    out["chosen"] = chosen
     return out
 
 
