@@ -61,6 +61,6 @@ def report(out: Any, annotations: Any = None, output: Any = None) -> Any:
 
 def convert(src: Any, out: Any, fmt: str, **options: Any) -> Any:
     """Run ``pfs convert`` (OMOP or FHIR to the native layout); returns a ConvertResult."""
-    from pfs.io.convert import convert as _convert
+    from pfs.io.formats import convert as _convert
 
     return _convert(src, out, fmt, **options)

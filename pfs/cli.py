@@ -142,7 +142,7 @@ def convert(
     image_map: Annotated[Path | None, typer.Option(help="FHIR only: CSV series_uid,path.")] = None,
 ) -> None:
     """Write an OMOP or FHIR export in the native layout, to inspect what pfs will read."""
-    from pfs.io.convert import convert as run_convert
+    from pfs.io.formats import convert as run_convert
 
     result = run_convert(src, out, fmt, require_gbm=not all_persons, **_convert_options(fmt, patient_id, image_map))
     console = _console()

@@ -156,7 +156,7 @@ def run_extract(
         progress: optional callable ``(message)`` for the CLI's progress display.
         fmt: ``native`` (default), ``omop`` or ``fhir``; other formats are first converted into
             ``OUT/native`` (inspectable, and extracting it again gives the same result).
-        convert_options: keyword arguments for :func:`pfs.io.convert.convert`.
+        convert_options: keyword arguments for :func:`pfs.io.formats.convert`.
         workers: processes for a local Dask cluster (0 = all cores; default: config ``pipeline.workers``,
             1 = everything in this process).
         scheduler: address of an existing dask.distributed scheduler (its workers must see the export).
@@ -176,7 +176,7 @@ def run_extract(
 
     conversion = None
     if fmt != "native":
-        from pfs.io.convert import convert
+        from pfs.io.formats import convert
 
         if out is None:
             raise ConfigError(f"--format {fmt} needs an output directory to hold the converted native tables")

@@ -33,7 +33,7 @@ class ReportLabel(StrEnum):
 
 
 class Sequence(StrEnum):
-    """MRI sequences pfs understands; synonyms are mapped by :func:`pfs.io.loader.normalise_sequence`."""
+    """MRI sequences pfs understands; series descriptions are classified by :mod:`pfs.io.series`."""
 
     T1 = "T1"
     T1C = "T1C"

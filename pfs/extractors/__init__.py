@@ -72,7 +72,7 @@ SOURCES: dict[str, SourceSpec] = {
                    Role.CLINICAL, "Corticosteroids", "#d95f02"),
         SourceSpec("nlp", "pfs.extractors.nlp", "reports", "report_date", ("report_labels",),
                    Role.TUMOUR, "Radiology reports (NLP)", "#7570b3"),
-        SourceSpec("imaging", "pfs.extractors.imaging", "imaging", "study_date", ("volumes",),
+        SourceSpec("imaging", "pfs.extractors.imaging", "imaging", "study_date", ("volumes", "series"),
                    Role.TUMOUR, "MRI volumetry", "#1b9e77", unit=WorkUnit.STUDIES,
                    file_columns=("path", "mask_path")),
     )

@@ -13,11 +13,9 @@ memory; ``pfs extract`` hands them to :mod:`pfs.io.staging` instead.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Protocol
 
@@ -87,27 +85,6 @@ def group_rows(patient_ids: pd.Series, where: dict[str, int], n_groups: int) -> 
     order = np.argsort(code, kind="stable")
     bounds = np.searchsorted(code[order], np.arange(n_groups + 1), side="left")
     return [order[bounds[i]:bounds[i + 1]] for i in range(n_groups)]
-
-
-def _sequence_synonyms() -> dict[str, str]:
-    data = json.loads(resources.files("pfs.rules").joinpath("sequences.json").read_text(encoding="utf-8"))
-    out: dict[str, str] = {}
-    for canonical, synonyms in data["sequences"].items():
-        for s in [canonical, *synonyms]:
-            out[_seq_key(s)] = canonical
-    return out
-
-
-def _seq_key(text: str) -> str:
-    return "".join(ch for ch in text.upper() if ch.isalnum() or ch == "+")
-
-
-def normalise_sequence(values: pd.Series) -> pd.Series:
-    """Map sequence names such as 'T1Gd', 'T1-post', 'T2-FLAIR' onto T1, T1C, T2, FLAIR; unknown stay as written."""
-    synonyms = _sequence_synonyms()
-    keys = values.fillna("").astype(str).map(_seq_key)
-    mapped = keys.map(synonyms)
-    return mapped.where(mapped.notna(), values)
 
 
 def find_table_file(root: Path, name: str, tm: TableMapping) -> Path | None:
@@ -228,9 +205,6 @@ class _TableReader:
         df = df[self.schema.columns + ["_row"]]
         if self.probe.binary:
             df = _quarantine_binary(df, name, quarantine)
-        if name == "imaging":
-            df = df.copy()
-            df["sequence"] = normalise_sequence(df["sequence"].replace("", pd.NA)).fillna("")
         df = coerce_and_validate(df, self.schema, quarantine, table=name, date_format=self.tm.date_format,
                                  seen=self.seen)
         df = _quarantine_future_dates(df, name, quarantine, self.as_of)

@@ -30,6 +30,37 @@ class Quarantine:
 
     def __init__(self) -> None:
         self._frames: list[pd.DataFrame] = []
+        self._pending: list[dict[str, object]] = []
+
+    def add_one(
+        self,
+        table: str,
+        row: int,
+        reason: str,
+        *,
+        stage: str,
+        column: str = "",
+        value: object = "",
+        patient_id: object = "",
+    ) -> None:
+        """Quarantine one row; cheap when a reader finds bad rows one at a time (no frame per row)."""
+        self._pending.append(
+            {
+                "table": table,
+                "row": int(row),
+                "patient_id": "" if patient_id is None or pd.isna(patient_id) else str(patient_id),
+                "column": column or "",
+                "value": _short(value, column),
+                "reason": reason,
+                "stage": stage,
+            }
+        )
+
+    def _flush(self) -> None:
+        """Turn single rows into a frame, keeping the order rows were added in."""
+        if self._pending:
+            self._frames.append(pd.DataFrame(self._pending, columns=COLUMNS))
+            self._pending = []
 
     def add(
         self,
@@ -45,6 +76,7 @@ class Quarantine:
         rows = list(rows)
         if not rows:
             return
+        self._flush()
         n = len(rows)
         reasons = [reason] * n if isinstance(reason, str) else list(reason)
         vals = [""] * n if values is None else [_short(v, column) for v in values]
@@ -70,6 +102,7 @@ class Quarantine:
         missing = set(COLUMNS) - set(frame.columns)
         if missing:
             raise ValueError(f"quarantine frame lacks columns {sorted(missing)}")
+        self._flush()
         self._frames.append(frame[COLUMNS].copy())
 
     def add_from(self, table: str, frame: pd.DataFrame, mask: pd.Series, reason: str | pd.Series, *,
@@ -91,9 +124,12 @@ class Quarantine:
 
     def extend(self, other: Quarantine) -> None:
         """Take over every row of ``other``."""
+        self._flush()
+        other._flush()
         self._frames.extend(other._frames)
 
     def frame(self) -> pd.DataFrame:
+        self._flush()
         if not self._frames:
             return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else "object") for c in COLUMNS})
         out = pd.concat(self._frames, ignore_index=True)
@@ -102,10 +138,11 @@ class Quarantine:
 
     def rows_of(self, table: str) -> set[int]:
         """Row numbers of ``table`` quarantined so far (a row with several reasons counts once)."""
+        self._flush()
         rows: set[int] = set()
         for f in self._frames:
             rows.update(f.loc[f["table"] == table, "row"].tolist())
         return rows
 
     def __len__(self) -> int:
-        return sum(len(f) for f in self._frames)
+        return sum(len(f) for f in self._frames) + len(self._pending)

@@ -16,20 +16,30 @@ What OMOP cannot carry (documented, and asserted by the round-trip tests):
 - ``imaging.mask_path``: IMAGE_OCCURRENCE has no place for a precomputed mask.
 
 FHIR carries everything (Timing.code.text holds the frequency as written) except ``mask_path``.
+
+Both write ``imaging.sequence`` as a real export would: a vendor-style series description
+(``rules/synth_series.json``: Siemens, GE, Philips or site names, one vendor per study), in
+OMOP as an OBSERVATION tied to the image occurrence (the OHDSI imaging extension's place for
+DICOM attributes) and in FHIR as ``ImagingStudy.series.description``. The converted native table
+carries the description; the imaging source classifies it back to the same role.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import zlib
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from pfs.io.convert import number_text, place_file
 from pfs.io.export import load_export
+from pfs.io.formats.common import number_text, place_file
 from pfs.io.output import write_bytes, write_table
+from pfs.io.series import classify
 
 #: Site-specific OMOP concept ids start above 2,000,000,000 (CDM convention for local concepts).
 LOCAL_CONCEPT_BASE = 2_000_000_000
@@ -45,6 +55,37 @@ CPT = "http://www.ama-assn.org/go/cpt"
 LOINC = "http://loinc.org"
 V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"
 DICOM_MODALITY = "http://dicom.nema.org/resources/ontology/DCM"
+
+
+#: How the series description is labelled in OBSERVATION (DICOM Series Description, tag 0008,103E).
+SERIES_DESCRIPTION_SOURCE = "Series Description (0008,103E)"
+_VENDORS = ("siemens", "ge", "philips", "site")
+
+
+@cache
+def _vendor_names() -> dict[str, dict[str, list[str]]]:
+    """The vendors' series names of ``rules/synth_series.json`` (unknown keys and vendors are errors)."""
+    from pfs.exceptions import RuleFileError
+
+    data = json.loads(resources.files("pfs.rules").joinpath("synth_series.json").read_text(encoding="utf-8"))
+    unknown = (set(data) - {"description", "vendors"}) | (set(data.get("vendors", {})) - set(_VENDORS))
+    if unknown or "vendors" not in data:
+        raise RuleFileError(f"rules/synth_series.json: unknown or missing keys {sorted(unknown) or ['vendors']}")
+    return data["vendors"]
+
+
+def series_description(study_id: str, sequence: str) -> str:
+    """A vendor-style description for a native series (fixed by the study id: same cohort, same names).
+
+    One vendor per study (one scanner acquires a study); a name the classifier cannot place keeps
+    the native name.
+    """
+    role = classify(sequence).role
+    vendor = _VENDORS[zlib.crc32(f"vendor:{study_id}".encode()) % len(_VENDORS)]
+    names = _vendor_names()[vendor].get(role)
+    if not names:
+        return str(sequence)
+    return names[zlib.crc32(f"{role}:{study_id}".encode()) % len(names)]
 
 
 def _s(value: Any) -> str:
@@ -214,6 +255,7 @@ def native_to_omop(native_export: Path | str, out: Path | str) -> Path:
         for i, r in enumerate(_records(export.table("reports")), start=1)
     ]
     images = []
+    series_obs = []
     for i, im in enumerate(_records(export.table("imaging")), start=1):
         place_file(export.root / im["path"], out / im["path"])
         images.append(
@@ -225,7 +267,20 @@ def native_to_omop(native_export: Path | str, out: Path | str) -> Path:
                 "image_series_uid": f"{im['study_id']}.{i}",
                 "local_path": im["path"],
                 "modality_concept_id": 0,
-                "image_series_description": im["sequence"],
+            }
+        )
+        # The OHDSI imaging extension keeps DICOM attributes in OBSERVATION, tied to the image occurrence.
+        series_obs.append(
+            {
+                "observation_id": i,
+                "person_id": person_id[im["patient_id"]],
+                "observation_concept_id": 0,
+                "observation_date": im["study_date"],
+                "observation_type_concept_id": TYPE_EHR,
+                "value_as_string": series_description(im["study_id"], im["sequence"]),
+                "observation_source_value": SERIES_DESCRIPTION_SOURCE,
+                "observation_event_id": i,
+                "obs_event_field_concept_id": 0,
             }
         )
     tables = {
@@ -240,6 +295,7 @@ def native_to_omop(native_export: Path | str, out: Path | str) -> Path:
     }
     if images:
         tables["image_occurrence"] = images
+        tables["observation"] = series_obs
     for name, rows in tables.items():
         write_table(pd.DataFrame(rows), out / f"{name}.csv")
     return out
@@ -397,7 +453,7 @@ def native_to_fhir(native_export: Path | str, out: Path | str) -> Path:
             {
                 "uid": uid,
                 "modality": {"system": DICOM_MODALITY, "code": "MR"},
-                "description": im["sequence"],
+                "description": series_description(im["study_id"], im["sequence"]),
                 "started": im["study_date"],
             }
         )

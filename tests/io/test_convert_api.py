@@ -6,8 +6,11 @@ import pandas as pd
 import pytest
 
 from pfs.exceptions import ExportError, RuleFileError
-from pfs.io import fhir, omop
-from pfs.io.convert import convert, iso_date, load_rule_file, parse_code_set, safe_relative, treatment_dates
+from pfs.io.formats import convert
+from pfs.io.formats.codes import load_rule_file, parse_code_set
+from pfs.io.formats.common import iso_date, safe_relative, treatment_dates
+from pfs.io.formats.fhir import rules as fhir
+from pfs.io.formats.omop import rules as omop
 
 
 def test_unknown_format_names_the_choices(tmp_path):

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from pfs.io.export import load_export
-from pfs.io.fhir import convert_fhir, ref_id
+from pfs.io.formats.fhir import convert_fhir, ref_id
+from pfs.io.series import classify
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "fhir"
 SYNTHEA_BUNDLES = Path("/work/shared/data/fhir-r4-synthea-bundles")
@@ -336,7 +337,9 @@ def test_imaging_series_become_files_inside_the_native_export(converted):
 
 def test_output_loads_as_a_native_export(converted):
     export = load_export(converted.out)
-    assert export.table("imaging")["sequence"].tolist() == ["T1C"]  # synonyms normalised by the loader
+    # The description is kept as written; the imaging source classifies it (pfs.io.series).
+    assert export.table("imaging")["sequence"].tolist() == ["T1 post contrast"]
+    assert classify("T1 post contrast").role == "T1C"
     assert len(export.table("medications")) == 3
 
 

@@ -151,13 +151,13 @@ def test_a_repeated_study_and_sequence_far_apart_is_found_across_batches(tmp_pat
     (root / "img" / "t1c.nii.gz").write_bytes(b"")  # only its existence is checked at load
     rows = ["patient_id,study_id,study_date,sequence,path,mask_path"]
     for i in range(400):
-        seq = ("T1", "T1Gd", "T2", "T2-FLAIR")[i % 4]  # synonyms are normalised before the key check
+        seq = ("T1", "T1Gd", "T2", "T2-FLAIR")[i % 4]
         rows.append(f"P{(i // 4) % 30:03d},S{i // 4:04d},2020-05-01,{seq},img/t1c.nii.gz,")
-    rows.append("P000,S0002,2020-05-01,T1C,img/t1c.nii.gz,")  # row 401: the key of row 10 (T1Gd)
+    rows.append("P000,S0002,2020-05-01,T1Gd,img/t1c.nii.gz,")  # row 401: the key of row 10
     (root / "imaging.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     batched = read_export(root, block_bytes=SMALL)
     q = batched.quarantine.frame()
-    assert q[["table", "row", "reason"]].values.tolist() == [["imaging", 401, "duplicate key (study_id, sequence)"]]
+    assert q[["table", "row", "reason"]].values.tolist() == [["imaging", 401, "duplicate key (study_id, sequence, path)"]]
     assert len(batched.table("imaging")) == 400
     _same(load_export(root), batched)
 

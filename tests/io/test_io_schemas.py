@@ -58,24 +58,14 @@ def _fn(module: str, name: str) -> Callable[[], Any]:
     return load
 
 
-def _sequences() -> Any:
-    """Both readers of sequences.json, and every canonical name must be a sequence pfs knows."""
-    from pfs.vocab import Sequence
-
-    for module in ("pfs.io.export", "pfs.io.omop"):
-        synonyms = _fn(module, "_sequence_synonyms")()
-        if not set(synonyms.values()) <= set(Sequence):
-            raise RuleFileError(f"sequences.json: unknown sequences {sorted(set(synonyms.values()) - set(Sequence))}")
-    return synonyms
-
-
 #: Every shipped rule file and the function pfs reads it with (found by grepping the file name in pfs/).
 RULE_LOADERS: dict[str, Callable[[], Any]] = {
     "corticosteroids.json": _fn("pfs.extractors.steroid.drugs", "load_rules"),
     "steroid_frequencies.json": _fn("pfs.extractors.steroid.frequencies", "load_frequency_rules"),
-    "fhir_mapping.json": _fn("pfs.io.fhir", "load_rules"),
-    "omop_mapping.json": _fn("pfs.io.omop", "load_rules"),
-    "sequences.json": _sequences,
+    "fhir_mapping.json": _fn("pfs.io.formats.fhir.rules", "load_rules"),
+    "omop_mapping.json": _fn("pfs.io.formats.omop.rules", "load_rules"),
+    "series.json": _fn("pfs.io.series", "load_rules"),
+    "synth_series.json": _fn("pfs.synth.formats", "_vendor_names"),
     "nlp/targets.json": _nlp("targets"),
     "nlp/context.json": _nlp("context"),
     "nlp/sections.json": _nlp("sections"),
@@ -118,15 +108,7 @@ def broken_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[s
     return add_unknown_key
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(
-            strict=True, reason="known gap: sequences.json is read by pfs.io.export/pfs.io.omop._sequence_synonyms, "
-            "which do not reject unknown keys")) if n == "sequences.json" else n
-        for n in sorted(RULE_LOADERS)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(RULE_LOADERS))
 def test_a_rule_file_that_parses_but_has_an_unknown_key_is_rejected(name: str, broken_rules) -> None:
     broken_rules(name)
     with pytest.raises(RuleFileError, match="unknown"):

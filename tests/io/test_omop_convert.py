@@ -11,7 +11,7 @@ import pytest
 
 from pfs.exceptions import ExportError
 from pfs.io.export import load_export
-from pfs.io.omop import convert_omop
+from pfs.io.formats.omop import convert_omop
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "omop"
 SYNTHEA_ZIP = Path("/work/shared/data/omop-synthea27nj-5.4/Synthea27Nj_5.4.zip")

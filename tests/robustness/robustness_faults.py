@@ -378,7 +378,7 @@ CASES: tuple[FaultCase, ...] = (
     FaultCase("patient_id_twice", "duplicated rows and ids", duplicate_patient,
               quarantine=(Q("patients", "new", "patient_id", "duplicate patient_id (first seen at row"),)),
     FaultCase("imaging_study_sequence_twice", "duplicated rows and ids", duplicate_imaging_key,
-              quarantine=(Q("imaging", "new", "study_id", "duplicate key (study_id, sequence)"),)),
+              quarantine=(Q("imaging", "new", "study_id", "duplicate key (study_id, sequence, path)"),)),
     # --- unknown patients ---
     FaultCase("medication_unknown_patient", "unknown patient ids", append_med(patient_id="P9999"),
               quarantine=(Q("medications", "new", "patient_id", "unknown patient_id (not in the patients table)"),)),

@@ -72,7 +72,7 @@ def test_truncated_or_fake_gzip_is_an_export_error(tmp_path: Path) -> None:
 
 
 def _convert_fhir(root: Path, out: Path) -> None:
-    from pfs.io.convert import convert
+    from pfs.io.formats import convert
 
     convert(root, out, "fhir")
 

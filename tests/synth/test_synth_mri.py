@@ -15,7 +15,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from pfs.exceptions import RuleFileError
-from pfs.io.export import normalise_sequence
+from pfs.io.series import roles
 from pfs.synth import mri
 from pfs.synth.course import PatientCourse, simulate_cohort
 
@@ -61,13 +61,13 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _study_images(root: Path, rows: pd.DataFrame, study: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     sub = rows[rows["study_id"] == study]
-    return {seq: _load(root / "export" / p) for seq, p in zip(normalise_sequence(sub["sequence"]), sub["path"], strict=True)}
+    return {seq: _load(root / "export" / p) for seq, p in zip(roles(sub["sequence"]), sub["path"], strict=True)}
 
 
 def test_every_study_has_t1c_and_flair_and_t1_only_when_acquired(written) -> None:
     root, rows, truth, messages = written
-    assert set(normalise_sequence(rows["sequence"])) == {"T1C", "FLAIR", "T1"}
-    per_study = rows.assign(seq=normalise_sequence(rows["sequence"])).groupby("study_id")["seq"].apply(set)
+    assert set(roles(rows["sequence"])) == {"T1C", "FLAIR", "T1"}
+    per_study = rows.assign(seq=roles(rows["sequence"])).groupby("study_id")["seq"].apply(set)
     assert per_study.to_dict() == {
         "P0001-S01": {"T1C", "FLAIR", "T1"}, "P0001-S02": {"T1C", "FLAIR", "T1"},
         "P0002-S01": {"T1C", "FLAIR"}, "P0002-S02": {"T1C", "FLAIR", "T1"},
@@ -91,7 +91,7 @@ def test_mask_volume_is_the_course_volume_in_the_t1c_geometry(written) -> None:
             assert ml == 0.0  # a trace volume is drawn as no enhancement
         else:
             assert ml == pytest.approx(t["true_et_volume_ml"], rel=0.03)
-        t1c_path = rows[(rows["study_id"] == t["study_id"]) & normalise_sequence(rows["sequence"]).eq("T1C")]["path"]
+        t1c_path = rows[(rows["study_id"] == t["study_id"]) & roles(rows["sequence"]).eq("T1C")]["path"]
         t1c = nib.load(root / "export" / t1c_path.iloc[0])
         assert img.shape == t1c.shape and np.allclose(img.affine, t1c.affine)
     with_distant = truth.set_index("study_id").loc["P0001-S02"]

@@ -27,12 +27,14 @@ from pfs.extractors.imaging.segmenters.base import Lesion
 from pfs.extractors.imaging.segmenters.labels import FLAG_ET_EMPTY
 from pfs.io.quarantine import COLUMNS as QUARANTINE_COLUMNS
 from pfs.io.schema import conform
+from pfs.io.series import choose_series, dicom_headers
 
 log = logging.getLogger(__name__)
 
 VOLUME_COLUMNS = ["patient_id", "study_id", "study_date", "et_volume_ml", "flair_volume_ml", "n_lesions",
                   "segmenter", "qc_flags", "rano_state", "nadir_ml", "change_vs_nadir_pct", "voxel_ml",
                   "sequences"]
+SERIES_COLUMNS = ["patient_id", "study_id", "row", "description", "role", "used", "why"]
 
 
 @dataclass
@@ -46,6 +48,8 @@ class StudyJob:
     rows: dict[str, int]
     mask_path: Path | None
     raw_paths: dict[str, str] = field(default_factory=dict)
+    #: Why the study has no T1C, naming the series it does have (the quarantine reason).
+    no_t1c: str = ""
 
 
 @dataclass
@@ -73,7 +77,7 @@ def _process(job: StudyJob, segment: SegmentFn, cfg: dict[str, Any], name: str) 
         images, failed = load_study(job.paths, optional=optional, min_overlap=cfg["min_overlap"])
     except ImagingInputError as err:
         if "T1C" not in job.rows:
-            rows = [_q(job, seq, str(err)) for seq in job.rows]
+            rows = [_q(job, seq, job.no_t1c or str(err)) for seq in job.rows]
         else:
             rows = [_q(job, "T1C", f"T1C unusable: {err}")]
             rows += [_q(job, seq, f"study set aside: its T1C (row {job.rows['T1C']}) is unusable")
@@ -123,25 +127,51 @@ def crashed_study(job: StudyJob, err: BaseException) -> StudyOutcome:
     return StudyOutcome(job, None, [], [_q(job, seq, reason) for seq in job.rows])
 
 
-def study_jobs(export) -> list[StudyJob]:
-    """One job per study_id of the imaging table (rows already validated by the loader)."""
+def study_jobs(export) -> tuple[list[StudyJob], pd.DataFrame]:
+    """One job per study_id of the imaging table, and every series with its role and why.
+
+    Each series is classified (:mod:`pfs.io.series`: its description, and its DICOM header when
+    the path is a DICOM folder); one series per role and study is used. The others are reported
+    in the ``series`` table, not quarantined; a study without a T1C is, with that reason.
+    """
     table = export.table("imaging")
     # Absolute paths: a study may run on a worker whose working directory (or machine) differs.
     root = Path(export.root).absolute()
+    headers = {int(r): dicom_headers(root / str(p)) for r, p in zip(table["_row"], table["path"], strict=True)
+               if (root / str(p)).is_dir()}
+    series = choose_series(table, headers) if not table.empty else table.assign(role="", why="", chosen=False)
     jobs = []
-    for sid, g in table.groupby("study_id", sort=True):
+    for sid, g in series.groupby("study_id", sort=True):
         first = g.iloc[0]
-        t1c = g.loc[g["sequence"] == "T1C"]
+        used = g.loc[g["chosen"]]
+        t1c = used.loc[used["role"] == "T1C"]
         mask = t1c["mask_path"].iloc[0] if not t1c.empty else None
-        recs = g.to_dict("records")
+        recs = used.to_dict("records")
+        no_t1c = ""
+        if t1c.empty:
+            found = ", ".join(f"{str(s)!r} ({r or 'not recognised'})" for s, r in zip(g["sequence"], g["role"],
+                                                                                        strict=True))
+            no_t1c = f"study has no T1C (post-contrast T1, required for volumetry); its series: {found}"
+            recs = recs + [r for r in g.loc[~g["chosen"]].to_dict("records")]
         jobs.append(StudyJob(
             patient_id=str(first["patient_id"]), study_id=str(sid), study_date=first["study_date"],
-            paths={str(r["sequence"]): root / str(r["path"]) for r in recs},
-            rows={str(r["sequence"]): int(r["_row"]) for r in recs},
+            paths={str(r["role"]): root / str(r["path"]) for r in recs if r["chosen"]},
+            rows={_key(r): int(r["_row"]) for r in recs},
             mask_path=root / str(mask) if isinstance(mask, str) and mask else None,
-            raw_paths={str(r["sequence"]): str(r["path"]) for r in recs},
+            raw_paths={_key(r): str(r["path"]) for r in recs},
+            no_t1c=no_t1c,
         ))
-    return jobs
+    report = pd.DataFrame({
+        "patient_id": series["patient_id"].astype(str), "study_id": series["study_id"].astype(str),
+        "row": series["_row"].astype("int64"), "description": series["sequence"].astype(str),
+        "role": series["role"], "used": series["chosen"].map({True: "yes", False: "no"}), "why": series["why"],
+    }, columns=SERIES_COLUMNS)
+    return jobs, report
+
+
+def _key(rec: dict) -> str:
+    """A chosen series is known by its role; any other by its row (it is only named in a quarantine)."""
+    return str(rec["role"]) if rec["chosen"] else f"row {int(rec['_row'])}"
 
 
 def _check_config(cfg: dict[str, Any]) -> None:
@@ -167,7 +197,7 @@ def extract(export, config, run_studies: Callable[[list[StudyJob], dict[str, Any
     cfg = config.section("imaging")
     _check_config(cfg)
     rano_params = RanoParams.from_config(cfg["rano"])
-    jobs = study_jobs(export)
+    jobs, series = study_jobs(export)
     outcomes = (run_studies or run_jobs)(jobs, cfg)
     volumes = pd.DataFrame([o.volume for o in outcomes if o.volume is not None],
                            columns=[c for c in VOLUME_COLUMNS if c not in ("rano_state", "nadir_ml",
@@ -200,5 +230,5 @@ def extract(export, config, run_studies: Callable[[list[StudyJob], dict[str, Any
     if n_empty:  # a wrong label convention looks exactly like this; a non-enhancing tumour too
         log.warning("imaging: %d studies have no enhancing tumour beside other tumour labels (qc_flags %s); "
                     "check the label convention", n_empty, FLAG_ET_EMPTY)
-    return ExtractorResult(events=events, tables={"volumes": volumes}, quarantine=quarantine, counts=counts,
+    return ExtractorResult(events=events, tables={"volumes": volumes, "series": series}, quarantine=quarantine, counts=counts,
                            patient_counts=patient_counts)

@@ -136,3 +136,34 @@ def test_shipped_config_keys_are_exactly_the_parameters():
     section = load_config().section("imaging")
     assert set(section["default"]) == set(DefaultParams.__dataclass_fields__)
     assert set(section["rano"]) == set(RanoParams.__dataclass_fields__)
+
+
+def test_series_named_by_the_scanner_are_classified_chosen_and_reported(tmp_path, phantom_factory):
+    """Vendor descriptions, a second T1C candidate and a DWI: one series per role used, every series reported."""
+    ph = phantom_factory("v", with_t1=True)
+    small = phantom_factory("w", with_t1=False, lesion_r=4.0)
+    root = tmp_path
+    dwi = root / "images" / "dwi.nii.gz"
+    dwi.write_bytes(ph.flair.read_bytes())
+    (root / "patients.csv").write_text(PATIENTS)
+    (root / "imaging.csv").write_text(
+        "patient_id,study_id,study_date,sequence,path,mask_path\n"
+        f"P1,S1,2020-05-01,Ax T1 FS post,{_rel(small.t1c, root)},\n"
+        f"P1,S1,2020-05-01,t1_mprage_sag_p2_iso_post,{_rel(ph.t1c, root)},\n"
+        f"P1,S1,2020-05-01,t1_mprage_sag_p2_iso,{_rel(ph.t1, root)},\n"
+        f"P1,S1,2020-05-01,t2_tirm_tra_dark-fluid,{_rel(ph.flair, root)},\n"
+        f"P1,S1,2020-05-01,ep2d_diff_3scan_trace,{_rel(dwi, root)},\n"
+        f"P1,S2,2020-08-01,AX T1,{_rel(ph.t1, root)},\n"
+        f"P1,S2,2020-08-01,AX T2 FLAIR,{_rel(ph.flair, root)},\n")
+    export = load_export(root)
+    assert export.quarantine.frame().empty  # descriptions are not invalid values
+    result = extract(export, load_config())
+    series = result.tables["series"].set_index("row")
+    assert series.loc[[1, 2, 3, 4, 5], "role"].tolist() == ["T1C", "T1C", "T1", "FLAIR", "OTHER"]
+    assert series.loc[[1, 2, 3, 4, 5], "used"].tolist() == ["no", "yes", "yes", "yes", "no"]
+    assert "'t1_mprage_sag_p2_iso_post' chosen (3D preferred over 2D)" in series.loc[1, "why"]
+    vol = result.tables["volumes"].set_index("study_id")
+    assert vol.loc["S1", "et_volume_ml"] == pytest.approx(ph.truth_ml, rel=0.35)  # the 3D study's lesion, not the small one
+    q = result.quarantine.set_index("row")
+    assert sorted(q.index) == [6, 7]  # only the study without a T1C, every series of it, with the reason
+    assert "study has no T1C" in q.loc[6, "reason"] and "'AX T1' (T1)" in q.loc[6, "reason"]
