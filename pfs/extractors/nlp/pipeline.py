@@ -36,6 +36,8 @@ from pfs.extractors.nlp.sentences import set_sentences
 
 #: Keys a rule file may carry besides its rules (documentation only).
 _DOC_KEYS = frozenset({"_source", "_description"})
+#: ConText categories that describe a finding's change (each attaches to its one nearest finding).
+CHANGE_CATEGORIES = frozenset({"NEW", "INCREASED", "DECREASED", "STABLE"})
 RULE_FILES = {"targets": ("targets.json", "target_rules"), "context": ("context.json", "context_rules"),
               "sections": ("sections.json", "section_rules")}
 
@@ -55,8 +57,13 @@ class Mention(NamedTuple):
     sent_end: int
     section: str
     modifiers: tuple[str, ...]
-    #: Character offset of the first modifier of each category, same order as ``modifiers``.
+    #: Character offset of each modifier, same order as ``modifiers``.
     modifier_starts: tuple[int, ...] = ()
+    #: Each modifier as (category, start, end, rule literal), same order as ``modifiers``.
+    modifier_spans: tuple[tuple[str, int, int, str], ...] = ()
+    #: The target rule's metadata: ``tumour_context`` (shows a brain tumour), ``change`` (a change it states).
+    tumour_context: bool = False
+    change: str = ""
 
 
 class ReportFacts(NamedTuple):
@@ -64,6 +71,9 @@ class ReportFacts(NamedTuple):
 
     mentions: tuple[Mention, ...]
     sections: tuple[tuple[str, int], ...]
+    #: Change modifiers that found no finding in their scope ("No interval change."), as mentions of category
+    #: ``UNATTACHED`` whose ``modifiers`` are the change and the sentence's other modifiers.
+    unattached: tuple[Mention, ...] = ()
 
 
 def read_rule_file(kind: str, path: Path | str | None = None) -> list[dict[str, Any]]:
@@ -286,16 +296,22 @@ def facts_of(doc: Any) -> ReportFacts:
     n = len(doc)
     sections = tuple((cat, doc[start].idx if start < n else len(doc.text)) for start, _, cat, _ in kept)
     bounds = [(start, end, cat) for start, end, cat, _ in kept]
+    def section_of(token_i: int) -> str:
+        for start, end, category in bounds:
+            if start <= token_i < end:
+                return category
+        return ""
+
+    def span_of(m: Any) -> tuple[str, int, int, str]:
+        a, b = m.modifier_span
+        return (m.category, doc[a].idx, doc[b - 1].idx + len(doc[b - 1].text), m.rule.literal)
+
     mentions = []
     for ent in doc.ents:
-        section = ""
-        for start, end, category in bounds:
-            if start <= ent.start < end:
-                section = category
-                break
         sent = ent.sent
         mods = ent._.modifiers
         rule = ent._.target_rule
+        meta = (rule.metadata if rule is not None else None) or {}
         mentions.append(Mention(
             category=ent.label_,
             literal=rule.literal if rule is not None else ent.text.lower(),
@@ -303,8 +319,37 @@ def facts_of(doc: Any) -> ReportFacts:
             end=ent.end_char,
             sent_start=sent.start_char,
             sent_end=sent.end_char,
-            section=section,
+            section=section_of(ent.start),
             modifiers=tuple(m.category for m in mods),
             modifier_starts=tuple(doc[m.modifier_span[0]].idx for m in mods),
+            modifier_spans=tuple(span_of(m) for m in mods),
+            tumour_context=bool(meta.get("tumour_context", False)),
+            change=str(meta.get("change", "")),
         ))
-    return ReportFacts(mentions=tuple(mentions), sections=sections)
+    return ReportFacts(mentions=tuple(mentions), sections=sections, unattached=_unattached(doc, section_of, span_of))
+
+
+def _unattached(doc: Any, section_of: Any, span_of: Any) -> tuple[Mention, ...]:
+    """Change modifiers with no finding in scope, each with the other modifiers of its sentence."""
+    graph = doc._.context_graph
+    if graph is None:
+        return ()
+    by_sentence: dict[int, list[Any]] = {}
+    for m in graph.modifiers:
+        by_sentence.setdefault(doc[m.modifier_span[0]].sent.start, []).append(m)
+    out = []
+    for mods in by_sentence.values():
+        for m in mods:
+            if m.category not in CHANGE_CATEGORIES or m.num_targets:
+                continue
+            sent = doc[m.modifier_span[0]].sent
+            others = [o for o in mods if o is not m and o.category not in CHANGE_CATEGORIES]
+            span = span_of(m)
+            out.append(Mention(
+                category="UNATTACHED", literal=m.rule.literal, start=span[1], end=span[2],
+                sent_start=sent.start_char, sent_end=sent.end_char, section=section_of(m.modifier_span[0]),
+                modifiers=(m.category, *(o.category for o in others)),
+                modifier_starts=(span[1], *(doc[o.modifier_span[0]].idx for o in others)),
+                modifier_spans=(span, *(span_of(o) for o in others)),
+            ))
+    return tuple(out)
