@@ -71,6 +71,9 @@ _CHANGE_READING = {"NEW": "NEW_LESION", "INCREASED": "WORSENING", "DECREASED": "
 #: Assessments that are about the tumour unless their sentence is about a non-tumour finding only. Treatment
 #: effect is not among them: radiation necrosis also follows radiotherapy of head-and-neck cancer or an AVM.
 _GENERIC_ASSESSMENTS = frozenset({"PROGRESSION", "RESPONSE"})
+#: How far after "progression" / "response" its object is looked for ("progression of small-vessel disease").
+_OBJECT_CHARS = 60
+_HEDGES = frozenset({"PROBABLE_EXISTENCE", "POSSIBLE_EXISTENCE"})
 #: Modifiers that keep a finding from showing that the person has a tumour ("rule out tumour", "no mass").
 _NOT_CONTEXT = frozenset({"NEGATED_EXISTENCE", "HYPOTHETICAL", "FAMILY", "UNLIKELY", "POSSIBLE_EXISTENCE"})
 
@@ -206,8 +209,26 @@ def _set_aside(m: Mention, sentence: list[Mention]) -> bool:
     """
     if m.tumour_context or m.category not in _GENERIC_ASSESSMENTS:
         return False
+    following = [x for x in sentence if m.end <= x.start <= m.end + _OBJECT_CHARS]
+    if following:
+        return min(following, key=lambda x: x.start).category == "NON_TUMOUR"
     kinds = {x.category for x in sentence}
     return "NON_TUMOUR" in kinds and not kinds & _TUMOUR_FINDINGS and not any(x.tumour_context for x in sentence)
+
+
+def _explained_otherwise(m: Mention, sentence: list[Mention]) -> bool:
+    """A lesion the sentence attributes to a non-tumour cause ("new T2 signal, suggesting transependymal flow").
+
+    The attribution is a hedge (consistent with, suggesting, likely, may represent) on a non-tumour
+    finding of the same sentence, with no tumour word given as the explanation.
+    """
+    if m.category != "LESION":
+        return False
+    hedged = _HEDGES
+    non_tumour = any(x.category == "NON_TUMOUR" and set(x.modifiers) & hedged for x in sentence)
+    tumour = any((x.tumour_context or x.category in ("PROGRESSION", "TREATMENT_EFFECT")) and set(x.modifiers) & hedged
+                 for x in sentence)
+    return non_tumour and not tumour
 
 
 def has_tumour_context(facts: ReportFacts, assessed_sections: tuple[str, ...]) -> bool:
@@ -239,7 +260,8 @@ def _sentence_call(mentions: list[Mention], tier_has_worsening: bool
     who: dict[str, Mention] = {}
     for m in mentions:
         concept = reading(m)
-        if concept is None or _set_aside(m, mentions):
+        if concept is None or _set_aside(m, mentions) or (concept in ("NEW_LESION", "WORSENING")
+                                                          and _explained_otherwise(m, mentions)):
             continue
         s = _strength(m)
         if s == 0:
