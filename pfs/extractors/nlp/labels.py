@@ -234,22 +234,13 @@ def _explained_otherwise(m: Mention, sentence: list[Mention]) -> bool:
 def has_tumour_context(facts: ReportFacts, assessed_sections: tuple[str, ...]) -> bool:
     """Whether the report shows that the person has a brain tumour.
 
-    A tumour, glioma or resection-cavity finding anywhere (history included) that is not negated,
-    hypothetical or merely possible; or a tumour assessment (progression, pseudoprogression, response)
-    made in an assessed section about something other than a non-tumour finding.
+    A tumour, glioma, recurrent-tumour or resection-cavity finding anywhere (history included) that is
+    not negated, hypothetical or merely possible. Generic words ("progression", "response", "lesion",
+    "radiation necrosis") do not count: they are used as much for small-vessel disease, PML, abscesses
+    and head-and-neck radiotherapy.
     """
-    sentences: dict[tuple[int, int], list[Mention]] = {}
-    for m in facts.mentions:
-        sentences.setdefault((m.sent_start, m.sent_end), []).append(m)
-    for m in facts.mentions:
-        if set(m.modifiers) & _NOT_CONTEXT:
-            continue
-        if m.tumour_context:
-            return True
-        if (m.category in _GENERIC_ASSESSMENTS and m.section in assessed_sections and _strength(m) > 0
-                and not _set_aside(m, sentences[(m.sent_start, m.sent_end)])):
-            return True
-    return False
+    del assessed_sections  # every section counts: the history is where the tumour is usually named
+    return any(m.tumour_context and not set(m.modifiers) & _NOT_CONTEXT for m in facts.mentions)
 
 
 def _sentence_call(mentions: list[Mention], tier_has_worsening: bool
@@ -324,7 +315,7 @@ def _weigh(affirmed: dict[str, int], negated: dict[str, Mention], literal: dict[
     if negated.keys() & {"PROGRESSION", "NEW_LESION", "WORSENING"}:
         return ReportLabel.STABLE, "negated_progression", False, DEFINITE, next(c for c in ("PROGRESSION", "NEW_LESION", "WORSENING") if c in negated)
     if get("NONDIAGNOSTIC", 0):
-        return ReportLabel.NO_ASSESSMENT, "nondiagnostic", False, DEFINITE, "NONDIAGNOSTIC"
+        return ReportLabel.NO_ASSESSMENT, "nondiagnostic", True, DEFINITE, "NONDIAGNOSTIC"
     return None
 
 
