@@ -65,6 +65,8 @@ DEFINITE, PROBABLE, POSSIBLE = 3, 2, 1
 _TIERS = (("addendum",), ("impression",), ("findings", ""))
 #: Target categories that are findings of the tumour (read by their change modifiers).
 _TUMOUR_FINDINGS = frozenset({"TUMOUR", "LESION", "CAVITY", "UNATTACHED"})
+#: Changes that speak of the tumour without a finding in their sentence.
+_UNATTACHED_CHANGES = frozenset({"STABLE", "DECREASED"})
 #: Change modifiers by precedence when one finding carries several ("stable ... new" -> new).
 _CHANGE_ORDER = ("NEW", "INCREASED", "DECREASED", "STABLE")
 _CHANGE_READING = {"NEW": "NEW_LESION", "INCREASED": "WORSENING", "DECREASED": "IMPROVED", "STABLE": "STABLE"}
@@ -323,9 +325,10 @@ def _tier_calls(mentions: list[Mention], unattached: list[Mention]) -> list[_Sen
     by_sentence: dict[tuple[int, int], list[Mention]] = {}
     for m in mentions:
         by_sentence.setdefault((m.sent_start, m.sent_end), []).append(m)
-    # A change word with no finding in its sentence ("No interval change.") speaks of the tumour.
+    # "No interval change." / "Decreased." with no finding in the sentence speaks of the tumour; an
+    # unattached "worse" or "new" does not ("he has been getting worse" is a clinical narrative).
     for m in unattached:
-        if (m.sent_start, m.sent_end) not in by_sentence:
+        if m.modifiers[0] in _UNATTACHED_CHANGES and (m.sent_start, m.sent_end) not in by_sentence:
             by_sentence.setdefault((m.sent_start, m.sent_end, "u"), []).append(m)  # type: ignore[index]
     tier_has_worsening = any(reading(m) in ("WORSENING", "NEW_LESION") and _strength(m) > 0
                              for ms in by_sentence.values() for m in ms)
