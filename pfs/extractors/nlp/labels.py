@@ -214,6 +214,9 @@ def _set_aside(m: Mention, sentence: list[Mention]) -> bool:
     following = [x for x in sentence if m.end <= x.start <= m.end + _OBJECT_CHARS]
     if following:
         return min(following, key=lambda x: x.start).category == "NON_TUMOUR"
+    preceding = [x for x in sentence if m.start - _OBJECT_CHARS <= x.end <= m.start]
+    if preceding:  # "her weakness progressed"
+        return max(preceding, key=lambda x: x.end).category == "NON_TUMOUR"
     kinds = {x.category for x in sentence}
     return "NON_TUMOUR" in kinds and not kinds & _TUMOUR_FINDINGS and not any(x.tumour_context for x in sentence)
 
