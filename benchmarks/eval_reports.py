@@ -4,7 +4,7 @@
 
 * ``../shared/data/radiology-reports-dev/reports.csv`` (243 labelled brain-MRI reports): labels every report
   with the extractor API (``label_reports``), writes ``DIR/report_labels.csv`` and scores it with
-  ``../shared/tools/score_reports.py`` on the fixed splits (``tests/data/radiology_eval/dev_split_*.txt``,
+  ``../shared/tools/score_reports.py`` on the fixed splits (``tests/data/radiology_eval/dev_split/*.txt``,
   made by ``split_reports_dev.py``). Held-out errors are never listed (only the figures): keep it unseen.
 * ``../shared/data/mtsamples-neuro/notes.csv`` (62 real notes, unlabelled): every note must get a row;
   prints how many are called progression and their ids (no text).
@@ -31,7 +31,7 @@ SHARED = ROOT.parent / "shared"
 DEV = SHARED / "data" / "radiology-reports-dev" / "reports.csv"
 NOTES = SHARED / "data" / "mtsamples-neuro" / "notes.csv"
 SCORER = SHARED / "tools" / "score_reports.py"
-SPLITS = ROOT / "tests" / "data" / "radiology_eval"
+SPLITS = ROOT / "tests" / "data" / "radiology_eval" / "dev_split"
 
 
 def _as_reports(frame: pd.DataFrame, id_col: str, procedure: pd.Series) -> pd.DataFrame:
@@ -41,7 +41,7 @@ def _as_reports(frame: pd.DataFrame, id_col: str, procedure: pd.Series) -> pd.Da
 
 
 def score(labels_csv: Path, split: str, show_errors: bool) -> None:
-    ids = SPLITS / f"dev_split_{split}.txt"
+    ids = SPLITS / f"{split}.txt"
     out = subprocess.run([sys.executable, str(SCORER), str(labels_csv), str(DEV), "--ids", str(ids)],
                          capture_output=True, text=True, check=True).stdout
     print(f"\n== {split} split ({ids.name})")

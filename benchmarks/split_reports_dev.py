@@ -4,7 +4,7 @@
 
 A seeded, stratified third of the reports (by setting and gold label) is held out: it is scored only at the
 end, its texts and per-report errors unread while rules are tuned. Writes the report ids, one per line, to
-tests/data/radiology_eval/dev_split_tune.txt and dev_split_holdout.txt. Reads only ids, settings and labels.
+tests/data/radiology_eval/dev_split/tune.txt and holdout.txt. Reads only ids, settings and labels.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT.parent / "shared" / "data" / "radiology-reports-dev" / "reports.csv"
-OUT = ROOT / "tests" / "data" / "radiology_eval"
+OUT = ROOT / "tests" / "data" / "radiology_eval" / "dev_split"
 SEED = 15
 
 
@@ -43,8 +43,8 @@ def main() -> None:
         rows = [{k: r[k] for k in ("report_id", "setting", "label")} for r in csv.DictReader(f)]
     tune, held = split(rows)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "dev_split_tune.txt").write_text("\n".join(tune) + "\n", encoding="utf-8")
-    (OUT / "dev_split_holdout.txt").write_text("\n".join(held) + "\n", encoding="utf-8")
+    (OUT / "tune.txt").write_text("\n".join(tune) + "\n", encoding="utf-8")
+    (OUT / "holdout.txt").write_text("\n".join(held) + "\n", encoding="utf-8")
     print(f"{len(tune)} tune, {len(held)} held out (seed {SEED})")
 
 
