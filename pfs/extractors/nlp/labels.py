@@ -76,6 +76,9 @@ _GENERIC_ASSESSMENTS = frozenset({"PROGRESSION", "RESPONSE"})
 #: How far after "progression" / "response" its object is looked for ("progression of small-vessel disease").
 _OBJECT_CHARS = 60
 _HEDGES = frozenset({"PROBABLE_EXISTENCE", "POSSIBLE_EXISTENCE"})
+#: Tumour words that presuppose a treated tumour even when negated or hedged ("no recurrent tumour").
+_PRESUPPOSING = frozenset({"PROGRESSION", "CAVITY", "TREATMENT_EFFECT"})
+_NOT_SAID = frozenset({"HYPOTHETICAL", "FAMILY"})
 #: Modifiers that keep a finding from showing that the person has a tumour ("rule out tumour", "no mass").
 _NOT_CONTEXT = frozenset({"NEGATED_EXISTENCE", "HYPOTHETICAL", "FAMILY", "UNLIKELY", "POSSIBLE_EXISTENCE"})
 
@@ -239,13 +242,34 @@ def _explained_otherwise(m: Mention, sentence: list[Mention]) -> bool:
 def has_tumour_context(facts: ReportFacts, assessed_sections: tuple[str, ...]) -> bool:
     """Whether the report shows that the person has a brain tumour.
 
-    A tumour, glioma, recurrent-tumour or resection-cavity finding anywhere (history included) that is
-    not negated, hypothetical or merely possible. Generic words ("progression", "response", "lesion",
-    "radiation necrosis") do not count: they are used as much for small-vessel disease, PML, abscesses
-    and head-and-neck radiotherapy.
+    Any of: a tumour, glioma or resection-cavity finding (history included) that is asserted; a word that
+    presupposes a treated tumour even when negated or hedged ("no recurrent tumour", "tumour progression
+    cannot be excluded", "pseudoprogression"); in an assessed section, a tumour assessment (progression,
+    indeterminate) of a lesion in the same sentence; or an asserted enhancing lesion in an assessed section
+    of a report that names no non-tumour disease (demyelination, abscess, infarct, PML ...) as its cause.
+    Generic words alone ("progression", "new T2 lesion", "radiation necrosis") do not count: they describe
+    small-vessel disease, demyelination, PML, abscesses and head-and-neck radiotherapy as well.
     """
-    del assessed_sections  # every section counts: the history is where the tumour is usually named
-    return any(m.tumour_context and not set(m.modifiers) & _NOT_CONTEXT for m in facts.mentions)
+    sentences: dict[tuple[int, int], list[Mention]] = {}
+    for m in facts.mentions:
+        sentences.setdefault((m.sent_start, m.sent_end), []).append(m)
+    for m in facts.mentions:
+        mods = set(m.modifiers)
+        if m.tumour_context:
+            if not mods & _NOT_CONTEXT or (m.category in _PRESUPPOSING and not mods & _NOT_SAID):
+                return True
+            continue
+        if m.category in ("PROGRESSION", "INDETERMINATE") and m.section in assessed_sections and _strength(m) > 0:
+            sentence = sentences[(m.sent_start, m.sent_end)]
+            if any(x.category == "LESION" for x in sentence) and not _set_aside(m, sentence):
+                return True
+    # A terse follow-up report ("Interval decrease of the enhancing component.", "Stable postoperative
+    # changes.") names no tumour; an enhancing lesion or a treated site it assesses is read as the tumour's
+    # unless the report names another disease anywhere (abscess, demyelination, infarct, a head-and-neck cancer).
+    assessed = [m for m in facts.mentions if m.section in assessed_sections and _strength(m) > 0]
+    treated = any((m.category == "LESION" and m.enhancing) or m.category == "POSTTREATMENT" or m.treated_site
+                  for m in assessed)
+    return treated and not any(m.diagnosis and not set(m.modifiers) & _NOT_CONTEXT for m in facts.mentions)
 
 
 def _sentence_call(mentions: list[Mention], tier_has_worsening: bool

@@ -64,6 +64,11 @@ class Mention(NamedTuple):
     #: The target rule's metadata: ``tumour_context`` (shows a brain tumour), ``change`` (a change it states).
     tumour_context: bool = False
     change: str = ""
+    #: ``enhancing``: an enhancing lesion (LESION); ``diagnosis``: a non-tumour disease that explains lesions;
+    enhancing: bool = False
+    diagnosis: bool = False
+    #: ``treated_site``: post-surgical change, a craniotomy (a treated site, read as the tumour's in a terse report).
+    treated_site: bool = False
 
 
 class ReportFacts(NamedTuple):
@@ -325,6 +330,9 @@ def facts_of(doc: Any) -> ReportFacts:
             modifier_spans=tuple(span_of(m) for m in mods),
             tumour_context=bool(meta.get("tumour_context", False)),
             change=str(meta.get("change", "")),
+            enhancing=bool(meta.get("enhancing", False)),
+            diagnosis=bool(meta.get("diagnosis", False)),
+            treated_site=bool(meta.get("treated_site", False)),
         ))
     return ReportFacts(mentions=tuple(mentions), sections=sections, unattached=_unattached(doc, section_of, span_of))
 
