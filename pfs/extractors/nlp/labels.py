@@ -65,6 +65,8 @@ DEFINITE, PROBABLE, POSSIBLE = 3, 2, 1
 _TIERS = (("addendum",), ("impression",), ("findings", ""))
 #: Target categories that are findings of the tumour (read by their change modifiers).
 _TUMOUR_FINDINGS = frozenset({"TUMOUR", "LESION", "CAVITY", "UNATTACHED"})
+#: A finding "previously seen" that has changed since is described now, not as history.
+_CURRENT_CHANGE = frozenset({"INCREASED", "DECREASED", "STABLE"})
 #: Changes that speak of the tumour without a finding in their sentence.
 _UNATTACHED_CHANGES = frozenset({"STABLE", "DECREASED"})
 #: Change modifiers by precedence when one finding carries several ("stable ... new" -> new).
@@ -158,7 +160,7 @@ def is_brain_mri(procedure: str | None, text: str) -> bool:
 def _strength(m: Mention) -> int:
     """0 = does not count, -1 = negated, else certainty."""
     mods = set(m.modifiers)
-    if mods & _IGNORING:
+    if mods & _IGNORING and not ("HISTORICAL" in mods and mods & _CURRENT_CHANGE and not mods - {"HISTORICAL"} & _NOT_SAID):
         return 0
     if mods & _NEGATING:
         return -1
@@ -170,7 +172,10 @@ def _strength(m: Mention) -> int:
 
 
 def _change(m: Mention) -> str:
-    mods = set(m.modifiers)
+    """The finding's current change; a change word right after a history word ("previously increased") is past."""
+    past_ends = [end for cat, _, end, _ in m.modifier_spans if cat == "HISTORICAL"]
+    mods = {cat for cat, start, _, _ in m.modifier_spans
+            if not any(0 <= start - end <= 2 for end in past_ends)} if m.modifier_spans else set(m.modifiers)
     for change in _CHANGE_ORDER:
         if change in mods:
             return change
