@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
@@ -69,6 +70,12 @@ class Mention(NamedTuple):
     diagnosis: bool = False
     #: ``treated_site``: post-surgical change, a craniotomy (a treated site, read as the tumour's in a terse report).
     treated_site: bool = False
+
+
+class _Sentence(NamedTuple):
+    start: int
+    start_char: int
+    end_char: int
 
 
 class ReportFacts(NamedTuple):
@@ -135,6 +142,10 @@ def _register_components() -> None:
         Language.factory("pfs_set_targets", func=_make_set_targets)
     if not Language.has_factory("pfs_sectionizer"):
         Language.factory("pfs_sectionizer", func=_make_sectionizer)
+    if not Language.has_factory("pfs_context"):
+        from pfs.extractors.nlp.fast_context import make_context
+
+        Language.factory("pfs_context", func=make_context)
 
 
 def _make_sectionizer(nlp: Any, name: str) -> Any:
@@ -202,8 +213,7 @@ class ReportPipeline:
         nlp.add_pipe("pfs_set_targets")
         nlp.get_pipe("pfs_set_targets").matcher = self._targets
         # prune_on_target_overlap: a modifier inside a target ("no change") does not modify anything.
-        context_pipe: ConText = nlp.add_pipe("medspacy_context",
-                                             config={"rules": None, "prune_on_target_overlap": True})
+        context_pipe: ConText = nlp.add_pipe("pfs_context")
         context_pipe.add(rules["context"])
         self.nlp = nlp
 
@@ -301,19 +311,32 @@ def facts_of(doc: Any) -> ReportFacts:
     n = len(doc)
     sections = tuple((cat, doc[start].idx if start < n else len(doc.text)) for start, _, cat, _ in kept)
     bounds = [(start, end, cat) for start, end, cat, _ in kept]
+
     def section_of(token_i: int) -> str:
         for start, end, category in bounds:
             if start <= token_i < end:
                 return category
         return ""
 
+    # Token offsets and sentences read once (Token and Span.sent lookups dominated this function).
+    from spacy.attrs import IDX, LENGTH, SENT_START
+
+    table = doc.to_array([IDX, LENGTH, SENT_START]).tolist()
+    offsets = [(i, n) for i, n, _ in table]
+    sent_starts = [k for k, row in enumerate(table) if row[2] == 1] or [0]
+    if sent_starts[0] != 0:
+        sent_starts.insert(0, 0)
+    # Sentences as (first token, start char, end char); the end is the end of its last token.
+    sents = [_Sentence(a, offsets[a][0], offsets[b - 1][0] + offsets[b - 1][1])
+             for a, b in zip(sent_starts, [*sent_starts[1:], len(table)], strict=True)]
+
     def span_of(m: Any) -> tuple[str, int, int, str]:
         a, b = m.modifier_span
-        return (m.category, doc[a].idx, doc[b - 1].idx + len(doc[b - 1].text), m.rule.literal)
+        return (m.category, offsets[a][0], offsets[b - 1][0] + offsets[b - 1][1], m.rule.literal)
 
     mentions = []
     for ent in doc.ents:
-        sent = ent.sent
+        sent = sents[bisect_right(sent_starts, ent.start) - 1]
         mods = ent._.modifiers
         rule = ent._.target_rule
         meta = (rule.metadata if rule is not None else None) or {}
@@ -326,7 +349,7 @@ def facts_of(doc: Any) -> ReportFacts:
             sent_end=sent.end_char,
             section=section_of(ent.start),
             modifiers=tuple(m.category for m in mods),
-            modifier_starts=tuple(doc[m.modifier_span[0]].idx for m in mods),
+            modifier_starts=tuple(offsets[m.modifier_span[0]][0] for m in mods),
             modifier_spans=tuple(span_of(m) for m in mods),
             tumour_context=bool(meta.get("tumour_context", False)),
             change=str(meta.get("change", "")),
@@ -334,30 +357,31 @@ def facts_of(doc: Any) -> ReportFacts:
             diagnosis=bool(meta.get("diagnosis", False)),
             treated_site=bool(meta.get("treated_site", False)),
         ))
-    return ReportFacts(mentions=tuple(mentions), sections=sections, unattached=_unattached(doc, section_of, span_of))
+    return ReportFacts(mentions=tuple(mentions), sections=sections, unattached=_unattached(doc, sents, section_of, span_of))
 
 
-def _unattached(doc: Any, section_of: Any, span_of: Any) -> tuple[Mention, ...]:
+def _unattached(doc: Any, sents: list[Any], section_of: Any, span_of: Any) -> tuple[Mention, ...]:
     """Change modifiers with no finding in scope, each with the other modifiers of its sentence."""
     graph = doc._.context_graph
-    if graph is None:
+    if graph is None or not any(m.category in CHANGE_CATEGORIES and not m.num_targets for m in graph.modifiers):
         return ()
+    starts = [s.start for s in sents]
     by_sentence: dict[int, list[Any]] = {}
     for m in graph.modifiers:
-        by_sentence.setdefault(doc[m.modifier_span[0]].sent.start, []).append(m)
+        by_sentence.setdefault(bisect_right(starts, m.modifier_span[0]) - 1, []).append(m)
     out = []
-    for mods in by_sentence.values():
+    for i, mods in by_sentence.items():
         for m in mods:
             if m.category not in CHANGE_CATEGORIES or m.num_targets:
                 continue
-            sent = doc[m.modifier_span[0]].sent
+            sent = sents[i]
             others = [o for o in mods if o is not m and o.category not in CHANGE_CATEGORIES]
             span = span_of(m)
             out.append(Mention(
                 category="UNATTACHED", literal=m.rule.literal, start=span[1], end=span[2],
                 sent_start=sent.start_char, sent_end=sent.end_char, section=section_of(m.modifier_span[0]),
                 modifiers=(m.category, *(o.category for o in others)),
-                modifier_starts=(span[1], *(doc[o.modifier_span[0]].idx for o in others)),
+                modifier_starts=(span[1], *(span_of(o)[1] for o in others)),
                 modifier_spans=(span, *(span_of(o) for o in others)),
             ))
     return tuple(out)
