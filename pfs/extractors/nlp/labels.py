@@ -37,6 +37,17 @@ from functools import cache
 from importlib import resources
 
 from pfs.exceptions import RuleFileError
+from pfs.extractors.nlp.findings import (
+    DEFINITE,
+    POSSIBLE,
+    PROBABLE,
+    UNATTACHED_CHANGES,
+    explained_otherwise,
+    has_tumour_context,
+    reading,
+    set_aside,
+    strength,
+)
 from pfs.extractors.nlp.pipeline import Mention, ReportFacts
 from pfs.vocab import ReportLabel
 
@@ -58,31 +69,7 @@ _BT_RADS = re.compile(
 )
 _PRIORITY = [ReportLabel.PROGRESSION, ReportLabel.INDETERMINATE, ReportLabel.TREATMENT_EFFECT,
              ReportLabel.IMPROVED, ReportLabel.STABLE, ReportLabel.NO_ASSESSMENT]
-#: Modifier categories that take a mention out of the count.
-_IGNORING = frozenset({"HISTORICAL", "HYPOTHETICAL", "FAMILY"})
-_NEGATING = frozenset({"NEGATED_EXISTENCE", "UNLIKELY"})
-DEFINITE, PROBABLE, POSSIBLE = 3, 2, 1
 _TIERS = (("addendum",), ("impression",), ("findings", ""))
-#: Target categories that are findings of the tumour (read by their change modifiers).
-_TUMOUR_FINDINGS = frozenset({"TUMOUR", "LESION", "CAVITY", "UNATTACHED"})
-#: A finding "previously seen" that has changed since is described now, not as history.
-_CURRENT_CHANGE = frozenset({"INCREASED", "DECREASED", "STABLE"})
-#: Changes that speak of the tumour without a finding in their sentence.
-_UNATTACHED_CHANGES = frozenset({"STABLE", "DECREASED"})
-#: Change modifiers by precedence when one finding carries several ("stable ... new" -> new).
-_CHANGE_ORDER = ("NEW", "INCREASED", "DECREASED", "STABLE")
-_CHANGE_READING = {"NEW": "NEW_LESION", "INCREASED": "WORSENING", "DECREASED": "IMPROVED", "STABLE": "STABLE"}
-#: Assessments that are about the tumour unless their sentence is about a non-tumour finding only. Treatment
-#: effect is not among them: radiation necrosis also follows radiotherapy of head-and-neck cancer or an AVM.
-_GENERIC_ASSESSMENTS = frozenset({"PROGRESSION", "RESPONSE"})
-#: How far after "progression" / "response" its object is looked for ("progression of small-vessel disease").
-_OBJECT_CHARS = 60
-_HEDGES = frozenset({"PROBABLE_EXISTENCE", "POSSIBLE_EXISTENCE"})
-#: Tumour words that presuppose a treated tumour even when negated or hedged ("no recurrent tumour").
-_PRESUPPOSING = frozenset({"PROGRESSION", "CAVITY", "TREATMENT_EFFECT"})
-_NOT_SAID = frozenset({"HYPOTHETICAL", "FAMILY"})
-#: Modifiers that keep a finding from showing that the person has a tumour ("rule out tumour", "no mass").
-_NOT_CONTEXT = frozenset({"NEGATED_EXISTENCE", "HYPOTHETICAL", "FAMILY", "UNLIKELY", "POSSIBLE_EXISTENCE"})
 
 
 @dataclass(frozen=True)
@@ -157,126 +144,6 @@ def is_brain_mri(procedure: str | None, text: str) -> bool:
         p.search(text) for p in anatomy)
 
 
-def _strength(m: Mention) -> int:
-    """0 = does not count, -1 = negated, else certainty."""
-    mods = set(m.modifiers)
-    if mods & _IGNORING and not ("HISTORICAL" in mods and mods & _CURRENT_CHANGE and not mods - {"HISTORICAL"} & _NOT_SAID):
-        return 0
-    if mods & _NEGATING:
-        return -1
-    if "POSSIBLE_EXISTENCE" in mods:
-        return POSSIBLE
-    if "PROBABLE_EXISTENCE" in mods:
-        return PROBABLE
-    return DEFINITE
-
-
-def _change(m: Mention) -> str:
-    """The finding's current change; a change word right after a history word ("previously increased") is past."""
-    past_ends = [end for cat, _, end, _ in m.modifier_spans if cat == "HISTORICAL"]
-    mods = {cat for cat, start, _, _ in m.modifier_spans
-            if not any(0 <= start - end <= 2 for end in past_ends)} if m.modifier_spans else set(m.modifiers)
-    for change in _CHANGE_ORDER:
-        if change in mods:
-            return change
-    return m.change
-
-
-def reading(m: Mention) -> str | None:
-    """What one finding says about the tumour, from its own modifiers: a concept category or None.
-
-    Concepts: PROGRESSION, NEW_LESION, WORSENING, IMPROVED, STABLE, TREATMENT_EFFECT, POSTTREATMENT,
-    INDETERMINATE, NONDIAGNOSTIC. Non-tumour findings say nothing about the tumour.
-    """
-    mods = set(m.modifiers)
-    cat = m.category
-    if cat in ("NON_TUMOUR", "NEUTRAL"):
-        return None
-    if "UNASSESSABLE" in mods:
-        return "NONDIAGNOSTIC"
-    change = _change(m)
-    if cat in _TUMOUR_FINDINGS:
-        if change in ("NEW", "INCREASED") and "BENIGN" in mods:
-            return None
-        if change:
-            return _CHANGE_READING[change]
-        # "no residual tumour", "no evidence of tumour": a statement that there is no tumour to progress
-        return "PROGRESSION" if cat == "TUMOUR" and mods & _NEGATING else None
-    if cat == "RESPONSE":
-        return _CHANGE_READING.get(change, "IMPROVED") if change in ("NEW", "INCREASED") else "IMPROVED"
-    if cat in ("PROGRESSION", "TREATMENT_EFFECT", "POSTTREATMENT") and change == "DECREASED":
-        return "IMPROVED"
-    if cat in ("PROGRESSION", "POSTTREATMENT") and change == "STABLE":
-        return "STABLE"
-    return cat
-
-
-def _set_aside(m: Mention, sentence: list[Mention]) -> bool:
-    """A generic assessment ("progression", "response") in a sentence about non-tumour findings only.
-
-    "Progression of small-vessel disease", "good response of the abscess": the word is spent on the
-    non-tumour finding beside it, as a change word is.
-    """
-    if m.tumour_context or m.category not in _GENERIC_ASSESSMENTS:
-        return False
-    following = [x for x in sentence if m.end <= x.start <= m.end + _OBJECT_CHARS]
-    if following:
-        return min(following, key=lambda x: x.start).category == "NON_TUMOUR"
-    preceding = [x for x in sentence if m.start - _OBJECT_CHARS <= x.end <= m.start]
-    if preceding:  # "her weakness progressed"
-        return max(preceding, key=lambda x: x.end).category == "NON_TUMOUR"
-    kinds = {x.category for x in sentence}
-    return "NON_TUMOUR" in kinds and not kinds & _TUMOUR_FINDINGS and not any(x.tumour_context for x in sentence)
-
-
-def _explained_otherwise(m: Mention, sentence: list[Mention]) -> bool:
-    """A lesion the sentence attributes to a non-tumour cause ("new T2 signal, suggesting transependymal flow").
-
-    The attribution is a hedge (consistent with, suggesting, likely, may represent) on a non-tumour
-    finding of the same sentence, with no tumour word given as the explanation.
-    """
-    if m.category != "LESION":
-        return False
-    hedged = _HEDGES
-    non_tumour = any(x.category == "NON_TUMOUR" and set(x.modifiers) & hedged for x in sentence)
-    tumour = any((x.tumour_context or x.category in ("PROGRESSION", "TREATMENT_EFFECT")) and set(x.modifiers) & hedged
-                 for x in sentence)
-    return non_tumour and not tumour
-
-
-def has_tumour_context(facts: ReportFacts, assessed_sections: tuple[str, ...]) -> bool:
-    """Whether the report shows that the person has a brain tumour.
-
-    Any of: a tumour, glioma or resection-cavity finding (history included) that is asserted; a word that
-    presupposes a treated tumour even when negated or hedged ("no recurrent tumour", "tumour progression
-    cannot be excluded", "pseudoprogression"); in an assessed section, a tumour assessment (progression,
-    indeterminate) of a lesion in the same sentence; or an asserted enhancing lesion in an assessed section
-    of a report that names no non-tumour disease (demyelination, abscess, infarct, PML ...) as its cause.
-    Generic words alone ("progression", "new T2 lesion", "radiation necrosis") do not count: they describe
-    small-vessel disease, demyelination, PML, abscesses and head-and-neck radiotherapy as well.
-    """
-    sentences: dict[tuple[int, int], list[Mention]] = {}
-    for m in facts.mentions:
-        sentences.setdefault((m.sent_start, m.sent_end), []).append(m)
-    for m in facts.mentions:
-        mods = set(m.modifiers)
-        if m.tumour_context:
-            if not mods & _NOT_CONTEXT or (m.category in _PRESUPPOSING and not mods & _NOT_SAID):
-                return True
-            continue
-        if m.category in ("PROGRESSION", "INDETERMINATE") and m.section in assessed_sections and _strength(m) > 0:
-            sentence = sentences[(m.sent_start, m.sent_end)]
-            if any(x.category == "LESION" for x in sentence) and not _set_aside(m, sentence):
-                return True
-    # A terse follow-up report ("Interval decrease of the enhancing component.", "Stable postoperative
-    # changes.") names no tumour; an enhancing lesion or a treated site it assesses is read as the tumour's
-    # unless the report names another disease anywhere (abscess, demyelination, infarct, a head-and-neck cancer).
-    assessed = [m for m in facts.mentions if m.section in assessed_sections and _strength(m) > 0]
-    treated = any((m.category == "LESION" and m.enhancing) or m.category == "POSTTREATMENT" or m.treated_site
-                  for m in assessed)
-    return treated and not any(m.diagnosis and not set(m.modifiers) & _NOT_CONTEXT for m in facts.mentions)
-
-
 def _sentence_call(mentions: list[Mention], tier_has_worsening: bool
                    ) -> tuple[ReportLabel, str, bool, int, Mention | None] | None:
     affirmed: dict[str, int] = {}
@@ -285,10 +152,10 @@ def _sentence_call(mentions: list[Mention], tier_has_worsening: bool
     who: dict[str, Mention] = {}
     for m in mentions:
         concept = reading(m)
-        if concept is None or _set_aside(m, mentions) or (concept in ("NEW_LESION", "WORSENING")
-                                                          and _explained_otherwise(m, mentions)):
+        if concept is None or set_aside(m, mentions) or (concept in ("NEW_LESION", "WORSENING")
+                                                          and explained_otherwise(m, mentions)):
             continue
-        s = _strength(m)
+        s = strength(m)
         if s == 0:
             continue
         if s < 0:
@@ -318,36 +185,44 @@ def _weigh(affirmed: dict[str, int], negated: dict[str, Mention], literal: dict[
                                     or get("POSTTREATMENT", 0) == PROBABLE):
         treat = max(treat, get("POSTTREATMENT", 0))
     if get("INDETERMINATE", 0):
-        return ReportLabel.INDETERMINATE, f"indeterminate_term({literal['INDETERMINATE']})", True, get("INDETERMINATE"), "INDETERMINATE"
+        return (ReportLabel.INDETERMINATE, f"indeterminate_term({literal['INDETERMINATE']})", True,
+                get("INDETERMINATE"),
+                "INDETERMINATE")
     if tumour and treat:
         if tumour > treat:
             return ReportLabel.PROGRESSION, "tumour_favoured_over_treatment", True, tumour, "PROGRESSION"
         if treat > tumour:
-            return ReportLabel.TREATMENT_EFFECT, "treatment_favoured_over_tumour", True, treat, ("TREATMENT_EFFECT" if "TREATMENT_EFFECT" in literal else "POSTTREATMENT")
+            return (ReportLabel.TREATMENT_EFFECT, "treatment_favoured_over_tumour", True, treat,
+                    ("TREATMENT_EFFECT" if "TREATMENT_EFFECT" in literal else "POSTTREATMENT"))
         return ReportLabel.INDETERMINATE, "tumour_versus_treatment", True, tumour, "PROGRESSION"
     if tumour:
         if tumour == POSSIBLE:
-            return ReportLabel.INDETERMINATE, f"possible_progression({literal['PROGRESSION']})", True, tumour, "PROGRESSION"
+            return (ReportLabel.INDETERMINATE, f"possible_progression({literal['PROGRESSION']})", True, tumour,
+                    "PROGRESSION")
         return ReportLabel.PROGRESSION, f"progression_term({literal['PROGRESSION']})", True, tumour, "PROGRESSION"
     if treat:
         if treat == POSSIBLE and (worsening or new_lesion):
-            return ReportLabel.INDETERMINATE, "worse_possibly_treatment", True, treat, ("TREATMENT_EFFECT" if "TREATMENT_EFFECT" in literal else "POSTTREATMENT")
+            return (ReportLabel.INDETERMINATE, "worse_possibly_treatment", True, treat,
+                    ("TREATMENT_EFFECT" if "TREATMENT_EFFECT" in literal else "POSTTREATMENT"))
         key = "TREATMENT_EFFECT" if "TREATMENT_EFFECT" in literal else "POSTTREATMENT"
         return ReportLabel.TREATMENT_EFFECT, f"treatment_effect({literal[key]})", True, treat, key
     if new_lesion:
         if new_lesion == POSSIBLE:
-            return ReportLabel.INDETERMINATE, f"possible_new_lesion({literal['NEW_LESION']})", False, new_lesion, "NEW_LESION"
+            return (ReportLabel.INDETERMINATE, f"possible_new_lesion({literal['NEW_LESION']})", False, new_lesion,
+                    "NEW_LESION")
         return ReportLabel.PROGRESSION, f"new_lesion({literal['NEW_LESION']})", False, new_lesion, "NEW_LESION"
     if worsening:
         if worsening == POSSIBLE:
-            return ReportLabel.INDETERMINATE, f"possible_worsening({literal['WORSENING']})", False, worsening, "WORSENING"
+            return (ReportLabel.INDETERMINATE, f"possible_worsening({literal['WORSENING']})", False, worsening,
+                    "WORSENING")
         return ReportLabel.PROGRESSION, f"worsening({literal['WORSENING']})", False, worsening, "WORSENING"
     if get("IMPROVED", 0):
         return ReportLabel.IMPROVED, f"improved({literal['IMPROVED']})", False, get("IMPROVED"), "IMPROVED"
     if get("STABLE", 0):
         return ReportLabel.STABLE, f"stable({literal['STABLE']})", False, get("STABLE"), "STABLE"
     if negated.keys() & {"PROGRESSION", "NEW_LESION", "WORSENING"}:
-        return ReportLabel.STABLE, "negated_progression", False, DEFINITE, next(c for c in ("PROGRESSION", "NEW_LESION", "WORSENING") if c in negated)
+        first = next(c for c in ("PROGRESSION", "NEW_LESION", "WORSENING") if c in negated)
+        return ReportLabel.STABLE, "negated_progression", False, DEFINITE, first
     if get("NONDIAGNOSTIC", 0):
         return ReportLabel.NO_ASSESSMENT, "nondiagnostic", True, DEFINITE, "NONDIAGNOSTIC"
     return None
@@ -357,12 +232,14 @@ def _tier_calls(mentions: list[Mention], unattached: list[Mention]) -> list[_Sen
     by_sentence: dict[tuple[int, int], list[Mention]] = {}
     for m in mentions:
         by_sentence.setdefault((m.sent_start, m.sent_end), []).append(m)
-    # "No interval change." / "Decreased." with no finding in the sentence speaks of the tumour; an
+    # "No interval change." / "Decreased." with no finding in the sentence speaks of the tumour, and so does
+    # "the resection cavity is unchanged" (the cavity is where the tumour is, so change words skip it); an
     # unattached "worse" or "new" does not ("he has been getting worse" is a clinical narrative).
     for m in unattached:
-        if m.modifiers[0] in _UNATTACHED_CHANGES and (m.sent_start, m.sent_end) not in by_sentence:
+        others = by_sentence.get((m.sent_start, m.sent_end), [])
+        if m.modifiers[0] in UNATTACHED_CHANGES and all(x.category == "CAVITY" for x in others):
             by_sentence.setdefault((m.sent_start, m.sent_end, "u"), []).append(m)  # type: ignore[index]
-    tier_has_worsening = any(reading(m) in ("WORSENING", "NEW_LESION") and _strength(m) > 0
+    tier_has_worsening = any(reading(m) in ("WORSENING", "NEW_LESION") and strength(m) > 0
                              for ms in by_sentence.values() for m in ms)
     calls = []
     for key, ms in by_sentence.items():
@@ -432,5 +309,5 @@ def decide(text: str, facts: ReportFacts, assessed_sections: tuple[str, ...] = (
     if f is None:
         return Decision(chosen.label, chosen.rule, bt, start, end, chosen.section, chosen.certainty)
     rule = f.literal if f.category == "UNATTACHED" else f"{f.category}:{f.literal}"
-    return Decision(chosen.label, chosen.rule, bt, start, end, chosen.section, chosen.certainty,
-                    f.start, f.end, rule, f.modifier_spans)
+    return (Decision(chosen.label, chosen.rule, bt, start, end, chosen.section, chosen.certainty,
+                    f.start, f.end, rule, f.modifier_spans))

@@ -357,7 +357,8 @@ def facts_of(doc: Any) -> ReportFacts:
             diagnosis=bool(meta.get("diagnosis", False)),
             treated_site=bool(meta.get("treated_site", False)),
         ))
-    return ReportFacts(mentions=tuple(mentions), sections=sections, unattached=_unattached(doc, sents, section_of, span_of))
+    return ReportFacts(mentions=tuple(mentions), sections=sections,
+                       unattached=_unattached(doc, sents, section_of, span_of))
 
 
 def _unattached(doc: Any, sents: list[Any], section_of: Any, span_of: Any) -> tuple[Mention, ...]:
@@ -375,7 +376,11 @@ def _unattached(doc: Any, sents: list[Any], section_of: Any, span_of: Any) -> tu
             if m.category not in CHANGE_CATEGORIES or m.num_targets:
                 continue
             sent = sents[i]
-            others = [o for o in mods if o is not m and o.category not in CHANGE_CATEGORIES]
+            # the modifiers that would modify this change word if it were a finding (ConText scope)
+            a, b = m.modifier_span
+            others = [o for o in mods if o is not m and o.category not in CHANGE_CATEGORIES
+                      and o.direction not in ("TERMINATE", "PSEUDO")
+                      and (o.scope_span[0] <= a < o.scope_span[1] or o.scope_span[0] < b <= o.scope_span[1])]
             span = span_of(m)
             out.append(Mention(
                 category="UNATTACHED", literal=m.rule.literal, start=span[1], end=span[2],
