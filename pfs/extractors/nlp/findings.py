@@ -127,31 +127,20 @@ def explained_otherwise(m: Mention, sentence: list[Mention]) -> bool:
 def has_tumour_context(facts: ReportFacts, assessed_sections: tuple[str, ...]) -> bool:
     """Whether the report shows that the person has a brain tumour.
 
-    Any of: a tumour, glioma or resection-cavity finding (history included) that is asserted; a word that
-    presupposes a treated tumour even when negated or hedged ("no recurrent tumour", "tumour progression
-    cannot be excluded", "pseudoprogression"); in an assessed section, a tumour assessment (progression,
-    indeterminate) of a lesion in the same sentence; or an asserted enhancing lesion in an assessed section
-    of a report that names no non-tumour disease (demyelination, abscess, infarct, PML ...) as its cause.
-    Generic words alone ("progression", "new T2 lesion", "radiation necrosis") do not count: they describe
-    small-vessel disease, demyelination, PML, abscesses and head-and-neck radiotherapy as well.
+    Shown outright by a tumour, glioma or resection-cavity finding (history included) that is asserted, or
+    by a word that presupposes a treated tumour even when negated or hedged ("no recurrent tumour",
+    "tumour progression cannot be excluded", "pseudoprogression"). A terse follow-up report names no
+    tumour ("Interval decrease of the enhancing component.", "Stable post-treatment changes."): there an
+    asserted enhancing lesion, treated site or tumour assessment in an assessed section counts, unless the
+    report names another disease (demyelination, abscess, infarct, PML, a head-and-neck cancer ...).
+    Generic words alone ("progression of her disease", "new T2 lesions", "radiation necrosis") never count.
     """
-    sentences: dict[tuple[int, int], list[Mention]] = {}
-    for m in facts.mentions:
-        sentences.setdefault((m.sent_start, m.sent_end), []).append(m)
     for m in facts.mentions:
         mods = set(m.modifiers)
-        if m.tumour_context:
-            if not mods & _NOT_CONTEXT or (m.category in _PRESUPPOSING and not mods & _NOT_SAID):
-                return True
-            continue
-        if m.category in ("PROGRESSION", "INDETERMINATE") and m.section in assessed_sections and strength(m) > 0:
-            sentence = sentences[(m.sent_start, m.sent_end)]
-            if any(x.category == "LESION" for x in sentence) and not set_aside(m, sentence):
-                return True
-    # A terse follow-up report ("Interval decrease of the enhancing component.", "Stable postoperative
-    # changes.") names no tumour; an enhancing lesion or a treated site it assesses is read as the tumour's
-    # unless the report names another disease anywhere (abscess, demyelination, infarct, a head-and-neck cancer).
-    assessed = [m for m in facts.mentions if m.section in assessed_sections and strength(m) > 0]
-    treated = any((m.category == "LESION" and m.enhancing) or m.category == "POSTTREATMENT" or m.treated_site
-                  for m in assessed)
-    return treated and not any(m.diagnosis and not set(m.modifiers) & _NOT_CONTEXT for m in facts.mentions)
+        if m.tumour_context and (not mods & _NOT_CONTEXT or (m.category in _PRESUPPOSING and not mods & _NOT_SAID)):
+            return True
+    if any(m.diagnosis and not set(m.modifiers) & _NOT_CONTEXT for m in facts.mentions):
+        return False
+    return any(m.section in assessed_sections and strength(m) > 0
+               and ((m.category == "LESION" and m.enhancing) or m.category == "POSTTREATMENT" or m.treated_site)
+               for m in facts.mentions)
