@@ -89,6 +89,12 @@ def compare_with_medspacy(root: Path, n: int) -> None:
     t0 = time.perf_counter()
     nlp_mod.label_reports(reports.assign(report_date=pd.to_datetime(reports["report_date"])), pipeline, settings)
     pfs_rate = len(texts) / (time.perf_counter() - t0)
+    try:  # PyRuSH (medspaCy's sentence splitter) logs every sentence through loguru at DEBUG level
+        from loguru import logger
+
+        logger.remove()
+    except ImportError:
+        pass
     ms = medspacy.load()
     ms.get_pipe("medspacy_target_matcher").add([TargetRule.from_dict(dict(r)) for r in read_rule_file("targets")])
     with warnings.catch_warnings():

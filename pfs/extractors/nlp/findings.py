@@ -53,9 +53,17 @@ def strength(m: Mention) -> int:
 
 def _change(m: Mention) -> str:
     """The finding's current change; a change word right after a history word ("previously increased") is past."""
-    past_ends = [end for cat, _, end, _ in m.modifier_spans if cat == "HISTORICAL"]
+    past = [(start, end) for cat, start, end, _ in m.modifier_spans if cat == "HISTORICAL"]
+    # past: "previously increased X"; "the increased X seen on the prior study" (attribute + history after)
     mods = {cat for cat, start, _, _ in m.modifier_spans
-            if not any(0 <= start - end <= 2 for end in past_ends)} if m.modifier_spans else set(m.modifiers)
+            if not any(0 <= start - end <= 2 or (start < m.start and h_start >= m.end) for h_start, end in past)
+            } if m.modifier_spans else set(m.modifiers)
+    if {"INCREASED", "DECREASED"} <= mods:
+        # opposite changes: the predicate after the finding is the current one ("the increased enhancement
+        # seen before has partially resolved"), the attribute before it names what it was
+        after = {cat for cat, start, _, _ in m.modifier_spans if cat in ("INCREASED", "DECREASED") and start >= m.end}
+        if len(after) == 1:
+            mods -= {"INCREASED", "DECREASED"} - after
     for change in _CHANGE_ORDER:
         if change in mods:
             return change

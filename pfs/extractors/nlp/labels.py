@@ -156,6 +156,8 @@ def _sentence_call(mentions: list[Mention], tier_has_worsening: bool
                                                           and explained_otherwise(m, mentions)):
             continue
         s = strength(m)
+        if s < 0 and "UNASSESSABLE" in m.modifiers:
+            s = DEFINITE  # "without contrast the tumour cannot be assessed": the negation is not of the tumour
         if s == 0:
             continue
         if s < 0:

@@ -44,10 +44,12 @@ def run(root: Path, overrides: dict | None = None) -> nlp.ExtractorResult:
 REPORTS = pd.DataFrame([
     ("P1", "R1", "2019-12-20", "MRI BRAIN W/WO", "IMPRESSION: Enlarging mass, consistent with tumor growth."),
     ("P1", "R2", "2020-06-01", "MRI BRAIN W/WO", "FINDINGS: No new lesion.\nIMPRESSION: Stable. BT-RADS 2"),
-    ("P1", "R3", "2020-09-01", "MRI BRAIN W/WO", "IMPRESSION: New enhancing lesion at the resection cavity, consistent with progression."),
+    ("P1", "R3", "2020-09-01", "MRI BRAIN W/WO",
+     "IMPRESSION: New enhancing lesion at the resection cavity, consistent with progression."),
     ("P1", "R4", "2020-09-02", "CT CHEST", "IMPRESSION: Progression of pulmonary metastases."),
     ("P2", "R5", "2020-08-01", "MRI BRAIN", "<html><body><p>IMPRESSION:</p><p>Recurrent tumor.</p></body></html>"),
-    ("P2", "R6", "2020-09-01", "MRI BRAIN", r"{\rtf1\ansi\f0 IMPRESSION: Decreased enhancement of the residual tumor.\par}"),
+    ("P2", "R6", "2020-09-01", "MRI BRAIN",
+     r"{\rtf1\ansi\f0 IMPRESSION: Decreased enhancement of the residual tumor.\par}"),
     ("P2", "R7", "2020-10-01", "MRI BRAIN", "IMPRESSION: Progression. " + "x" * 1_000_000),
 ], columns=["patient_id", "report_id", "report_date", "procedure", "text"])
 
