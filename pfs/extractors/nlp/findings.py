@@ -143,8 +143,12 @@ def has_tumour_context(facts: ReportFacts, assessed_sections: tuple[str, ...]) -
     report names another disease (demyelination, abscess, infarct, PML, a head-and-neck cancer ...).
     Generic words alone ("progression of her disease", "new T2 lesions", "radiation necrosis") never count.
     """
+    # In a report about a lung, breast ... cancer, "tumour" may be that cancer: only brain words count.
+    other_cancer = any(m.extracranial_cancer and not set(m.modifiers) & _NOT_CONTEXT for m in facts.mentions)
     for m in facts.mentions:
         mods = set(m.modifiers)
+        if other_cancer and m.generic_tumour:
+            continue
         if m.tumour_context and (not mods & _NOT_CONTEXT or (m.category in _PRESUPPOSING and not mods & _NOT_SAID)):
             return True
     if any(m.diagnosis and not set(m.modifiers) & _NOT_CONTEXT for m in facts.mentions):

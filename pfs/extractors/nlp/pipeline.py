@@ -70,6 +70,9 @@ class Mention(NamedTuple):
     diagnosis: bool = False
     #: ``treated_site``: post-surgical change, a craniotomy (a treated site, read as the tumour's in a terse report).
     treated_site: bool = False
+    #: ``generic_tumour``: "tumour", "neoplasm" (any organ's); ``extracranial_cancer``: lung, breast ... cancer.
+    generic_tumour: bool = False
+    extracranial_cancer: bool = False
 
 
 class _Sentence(NamedTuple):
@@ -356,6 +359,8 @@ def facts_of(doc: Any) -> ReportFacts:
             enhancing=bool(meta.get("enhancing", False)),
             diagnosis=bool(meta.get("diagnosis", False)),
             treated_site=bool(meta.get("treated_site", False)),
+            generic_tumour=bool(meta.get("generic_tumour", False)),
+            extracranial_cancer=bool(meta.get("extracranial_cancer", False)),
         ))
     return ReportFacts(mentions=tuple(mentions), sections=sections,
                        unattached=_unattached(doc, sents, section_of, span_of))

@@ -115,7 +115,9 @@ def test_a_tumour_status_that_cannot_be_determined_is_no_assessment(report_pipel
     "2019. No mass.",
     "MR head: drained left cerebellar abscess. Conclusion: The abscess cavity and its rim enhancement are smaller; "
     "new small satellite focus of enhancement medially.",
-], ids=["demyelination", "infarct", "small_vessel", "abscess"])
+    "Oncology consult. Newly diagnosed non-small cell lung cancer; the left adrenal mass, compatible with tumor, "
+    "has enlarged since March. Brain MRI: no intracranial metastasis.",
+], ids=["demyelination", "infarct", "small_vessel", "abscess", "lung_cancer"])
 def test_a_report_about_someone_without_a_brain_tumour_is_no_assessment(report_pipeline: ReportPipeline,
                                                                        text: str) -> None:
     assert call(report_pipeline, text) == ("no_assessment", "no_brain_tumour_mentioned")
