@@ -16,6 +16,10 @@ Built once per process (it is the costly state of this extractor) from the medsp
 * Measured CPU time per stage for 2,000 reports of 1.4 kB after these changes: ConText 27 %,
   target matching 20 %, sentences 15 %, tokenizer 12 %, fact extraction 7 %; about 600 reports/s
   per core end to end.
+* With findings as targets (issue 15) a report has ~3x more targets and modifiers; medspaCy's
+  targets x modifiers loop is replaced by :mod:`.fast_context` (same rules and result, scopes kept in
+  their sentence), medspaCy's default ConText token patterns are expanded into phrases (PhraseMatcher),
+  and token offsets and sentences are read once per Doc in :func:`facts_of`.
 * Only plain :class:`ReportFacts` leave this module, so a process pool can return them (medspaCy's
   Doc extensions do not pickle, which is why ``nlp.pipe(n_process=2)`` fails).
 
