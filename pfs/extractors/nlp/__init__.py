@@ -4,8 +4,9 @@ Stages (one module each): :mod:`.sentences` (clean-up and sentence rules) -> :mo
 (spaCy + medspaCy: sections, findings as targets, ConText modifiers via :mod:`.fast_context`) ->
 :mod:`.findings` (what each finding says about the tumour, whether the report shows a tumour) ->
 :mod:`.labels` (report-level decision, BT-RADS) -> :mod:`.events` (confirmation rule). Every report
-of the export gets a row in ``report_labels``: brain MRIs are assessed, other procedures are ``not_applicable``; a report that
-cannot be read is quarantined *and* listed (label ``no_assessment``), so no report is ever lost.
+of the export gets a row in ``report_labels``: brain MRIs are assessed, other procedures are
+``not_applicable``; a report that cannot be read is quarantined *and* listed (label ``no_assessment``),
+so no report is ever lost.
 Report text never goes to the log or the quarantine.
 """
 
