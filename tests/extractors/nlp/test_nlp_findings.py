@@ -117,7 +117,9 @@ def test_a_tumour_status_that_cannot_be_determined_is_no_assessment(report_pipel
     "new small satellite focus of enhancement medially.",
     "Oncology consult. Newly diagnosed non-small cell lung cancer; the left adrenal mass, compatible with tumor, "
     "has enlarged since March. Brain MRI: no intracranial metastasis.",
-], ids=["demyelination", "infarct", "small_vessel", "abscess", "lung_cancer"])
+    "MRI head. Right subdural collection drained in May. Conclusion: Recurrence of the right-sided subdural "
+    "collection, now 14 mm, with increased mass effect on the right hemisphere.",
+], ids=["demyelination", "infarct", "small_vessel", "abscess", "lung_cancer", "recurrent_collection"])
 def test_a_report_about_someone_without_a_brain_tumour_is_no_assessment(report_pipeline: ReportPipeline,
                                                                        text: str) -> None:
     assert call(report_pipeline, text) == ("no_assessment", "no_brain_tumour_mentioned")
