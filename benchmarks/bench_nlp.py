@@ -1,8 +1,11 @@
 """Speed of the radiology-report extractor, end to end (load -> labels and events written).
 
-    python benchmarks/bench_nlp.py --reports 3000 --workers 1 2
+    python benchmarks/bench_nlp.py --reports 3000 --workers 1 2 [--medspacy-reports 1000]
 
 workers=1 runs in this process; 2 starts a local Dask cluster (one spaCy pipeline per worker process).
+Then, side by side in this process on the same texts, pfs's report analysis (``label_reports``) and
+medspaCy's default pipeline (``medspacy.load()``: its tokenizer, PyRuSH sentences, TargetMatcher with pfs's
+target rules, ConText with its default rules) over ``nlp.pipe``, and the ratio of their speeds (goal >= 20x).
 
 Builds an export of ~1.5 kB brain-MRI reports (the hand-written evaluation texts, each preceded by a
 realistic history/technique/comparison block) in a temporary directory, then times
@@ -69,10 +72,48 @@ def make_export(root: Path, n: int) -> None:
     print(f"{n} reports, mean {size:.0f} characters")
 
 
+def compare_with_medspacy(root: Path, n: int) -> None:
+    """Reports/s of pfs's analysis and of medspaCy's default pipeline on the same n texts, one process."""
+    import warnings
+
+    import medspacy
+    from medspacy.target_matcher import TargetRule
+
+    import pfs.extractors.nlp as nlp_mod
+    from pfs.extractors.nlp.pipeline import read_rule_file
+
+    reports = pd.read_csv(root / "reports.csv").head(n)
+    texts = reports["text"].tolist()
+    settings = load_config().section("nlp")
+    pipeline = nlp_mod.pipeline_for(settings)
+    t0 = time.perf_counter()
+    nlp_mod.label_reports(reports.assign(report_date=pd.to_datetime(reports["report_date"])), pipeline, settings)
+    pfs_rate = len(texts) / (time.perf_counter() - t0)
+    try:  # PyRuSH (medspaCy's sentence splitter) logs every sentence through loguru at DEBUG level
+        from loguru import logger
+
+        logger.remove()
+    except ImportError:
+        pass
+    ms = medspacy.load()
+    ms.get_pipe("medspacy_target_matcher").add([TargetRule.from_dict(dict(r)) for r in read_rule_file("targets")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        list(ms.pipe(texts[:20]))  # warm-up
+        t0 = time.perf_counter()
+        for _ in ms.pipe(texts, batch_size=64):
+            pass
+    ms_rate = len(texts) / (time.perf_counter() - t0)
+    print(f"same {len(texts)} texts, one process: pfs label_reports {pfs_rate:.0f} reports/s, "
+          f"medspaCy default pipeline {ms_rate:.1f} reports/s, ratio {pfs_rate / ms_rate:.1f}x (goal >= 20x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reports", type=int, default=3000)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--medspacy-reports", type=int, default=1000,
+                    help="texts for the side-by-side comparison with medspaCy's default pipeline (0: skip)")
     args = ap.parse_args()
     import pfs.extractors.nlp as nlp_mod
     from pfs.execution import make_runner
@@ -101,6 +142,8 @@ def main() -> None:
                 runner.close()
             print(f"workers={workers}: {args.reports / dt:.0f} reports/s ({dt:.2f} s; {len(result.events)} events; "
                   f"start-up and first pass {warm:.1f} s)")
+        if args.medspacy_reports:
+            compare_with_medspacy(root, min(args.medspacy_reports, args.reports))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
 """Radiology-report extractor: a label and its evidence for every report, progression events for the PFS.
 
 Stages (one module each): :mod:`.sentences` (clean-up and sentence rules) -> :mod:`.pipeline`
-(spaCy + medspaCy: sections, target concepts, ConText) -> :mod:`.labels` (report-level decision,
-BT-RADS) -> :mod:`.events` (confirmation rule). Every report of the export gets a row in
-``report_labels``: brain MRIs are assessed, other procedures are ``not_applicable``; a report that
-cannot be read is quarantined *and* listed (label ``no_assessment``), so no report is ever lost.
+(spaCy + medspaCy: sections, findings as targets, ConText modifiers via :mod:`.fast_context`) ->
+:mod:`.findings` (what each finding says about the tumour, whether the report shows a tumour) ->
+:mod:`.labels` (report-level decision, BT-RADS) -> :mod:`.events` (confirmation rule). Every report
+of the export gets a row in ``report_labels``: brain MRIs are assessed, other procedures are
+``not_applicable``; a report that cannot be read is quarantined *and* listed (label ``no_assessment``),
+so no report is ever lost.
 Report text never goes to the log or the quarantine.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -28,9 +31,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LABEL_COLUMNS = ["patient_id", "report_id", "report_date", "label", "bt_rads", "evidence_sentence",
-                 "evidence_start", "evidence_end", "rule", "section"]
+                 "evidence_start", "evidence_end", "rule", "section", "finding_start", "finding_end", "finding_rule",
+                 "modifiers"]
 #: The deciding sentence is cut to this length in report_labels (offsets still give the whole sentence).
 MAX_EVIDENCE_CHARS = 500
+
+
+def modifiers_json(modifiers: tuple[tuple[str, int, int, str], ...]) -> str:
+    """The deciding finding's ConText modifiers as a JSON list (offsets into the report text), for reviewers."""
+    return json.dumps([{"category": c, "start": a, "end": b, "rule": f"{c}:{lit}"} for c, a, b, lit in modifiers],
+                      ensure_ascii=False)
 
 
 def build_pipeline(settings: dict[str, Any]) -> ReportPipeline:
@@ -80,6 +90,7 @@ def label_reports(reports: pd.DataFrame, pipeline: ReportPipeline,
                             .itertuples(index=False)):
         base = {"patient_id": rec.patient_id, "report_id": rec.report_id, "report_date": rec.report_date,
                 "bt_rads": "", "evidence_sentence": "", "evidence_start": -1, "evidence_end": -1, "section": "",
+                "finding_start": -1, "finding_end": -1, "finding_rule": "", "modifiers": "[]",
                 "certainty": 0, "markup_cleaned": False}
         text = rec.text if isinstance(rec.text, str) else ""
         procedure = rec.procedure if isinstance(rec.procedure, str) else ""
@@ -108,6 +119,8 @@ def label_reports(reports: pd.DataFrame, pipeline: ReportPipeline,
         labels[i].update({"label": str(d.label), "rule": d.rule, "bt_rads": d.bt_rads,
                           "evidence_sentence": " ".join(sentence.split())[:MAX_EVIDENCE_CHARS],
                           "evidence_start": d.evidence_start, "evidence_end": d.evidence_end, "section": d.section,
+                          "finding_start": d.finding_start, "finding_end": d.finding_end,
+                          "finding_rule": d.finding_rule, "modifiers": modifiers_json(d.modifiers),
                           "certainty": d.certainty})
     frame = pd.DataFrame(labels, columns=LABEL_COLUMNS + ["certainty", "markup_cleaned"])
     frame["markup_cleaned"] = frame["markup_cleaned"].fillna(False).astype(bool)

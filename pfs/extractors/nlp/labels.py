@@ -1,7 +1,15 @@
-"""The report-level decision: one :class:`~pfs.vocab.ReportLabel` per report, with the sentence that decided it.
+"""The report-level decision: one :class:`~pfs.vocab.ReportLabel` per report, with the finding that decided it.
+
+Finding-centric: the NLP's targets are findings (tumour findings, interpretive assessments of the tumour,
+and non-tumour findings); change (new, increased, decreased, stable), certainty, negation, history,
+attribution to benign causes and "cannot be assessed" are ConText modifiers of one finding. A finding is
+read with its own modifiers (:func:`reading`): "increased" beside the ventricles is spent on the ventricles
+and never reaches the tumour; a recurrence described as smaller is an improvement, not a progression.
 
 How a radiologist's words become a label (BT-RADS, Weinberg et al. 2018; RANO, Wen et al. 2010):
 
+0. A report that never shows a brain tumour (no tumour, glioma or resection-cavity finding that is
+   asserted, historical included) makes no tumour assessment: ``no_assessment``, whatever changed.
 1. A BT-RADS score written in an assessed section decides (4 and 3c: progression, 3b: indeterminate,
    3a: treatment effect, 2: stable, 1a/1b: improved, 0: no assessment), unless an addendum after it
    makes a new assessment.
@@ -12,7 +20,10 @@ How a radiologist's words become a label (BT-RADS, Weinberg et al. 2018; RANO, W
    leaves a mention *possible*; a firm one ("concerning for", "likely", "favour") keeps it.
 4. Within a sentence, tumour (progression, new lesion) and treatment effect are weighed by their
    certainty: the firmer wins, a tie is an unresolved tumour-vs-treatment question (indeterminate).
-5. Interpretive sentences (progression, treatment effect, indeterminate) outrank descriptive ones
+5. A tumour status that "cannot be assessed / determined" is ``no_assessment`` (never stable); a new or
+   growing lesion that the radiologist explains as nonspecific or benign (vascular, artefact, blood
+   products) makes no call.
+6. Interpretive sentences (progression, treatment effect, indeterminate) outrank descriptive ones
    (new lesion, increased, stable, decreased, "no new lesion"); then a firm call outranks a possible
    one; among equals the order is progression > indeterminate > treatment effect > improved > stable.
 """
@@ -26,6 +37,17 @@ from functools import cache
 from importlib import resources
 
 from pfs.exceptions import RuleFileError
+from pfs.extractors.nlp.findings import (
+    DEFINITE,
+    POSSIBLE,
+    PROBABLE,
+    UNATTACHED_CHANGES,
+    explained_otherwise,
+    has_tumour_context,
+    reading,
+    set_aside,
+    strength,
+)
 from pfs.extractors.nlp.pipeline import Mention, ReportFacts
 from pfs.vocab import ReportLabel
 
@@ -47,10 +69,6 @@ _BT_RADS = re.compile(
 )
 _PRIORITY = [ReportLabel.PROGRESSION, ReportLabel.INDETERMINATE, ReportLabel.TREATMENT_EFFECT,
              ReportLabel.IMPROVED, ReportLabel.STABLE, ReportLabel.NO_ASSESSMENT]
-#: Modifier categories that take a mention out of the count.
-_IGNORING = frozenset({"HISTORICAL", "HYPOTHETICAL", "FAMILY"})
-_NEGATING = frozenset({"NEGATED_EXISTENCE", "UNLIKELY"})
-DEFINITE, PROBABLE, POSSIBLE = 3, 2, 1
 _TIERS = (("addendum",), ("impression",), ("findings", ""))
 
 
@@ -66,6 +84,12 @@ class Decision:
     section: str = ""
     #: 3 definite, 2 probable, 1 possible: how firmly the deciding sentence said it.
     certainty: int = 0
+    #: The deciding finding (offsets into the report text, its target rule) and its modifiers
+    #: as (category, start, end, rule literal).
+    finding_start: int = -1
+    finding_end: int = -1
+    finding_rule: str = ""
+    modifiers: tuple[tuple[str, int, int, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +101,7 @@ class _SentenceCall:
     start: int
     end: int
     section: str
+    finding: Mention | None = None
 
 
 def find_bt_rads(text: str) -> list[tuple[str, int, int]]:
@@ -119,34 +144,38 @@ def is_brain_mri(procedure: str | None, text: str) -> bool:
         p.search(text) for p in anatomy)
 
 
-def _strength(m: Mention) -> int:
-    """0 = does not count, -1 = negated, else certainty."""
-    mods = set(m.modifiers)
-    if mods & _IGNORING:
-        return 0
-    if mods & _NEGATING:
-        return -1
-    if "POSSIBLE_EXISTENCE" in mods:
-        return POSSIBLE
-    if "PROBABLE_EXISTENCE" in mods:
-        return PROBABLE
-    return DEFINITE
-
-
-def _sentence_call(mentions: list[Mention], tier_has_worsening: bool) -> tuple[ReportLabel, str, bool, int] | None:
+def _sentence_call(mentions: list[Mention], tier_has_worsening: bool
+                   ) -> tuple[ReportLabel, str, bool, int, Mention | None] | None:
     affirmed: dict[str, int] = {}
-    negated: set[str] = set()
+    negated: dict[str, Mention] = {}
     literal: dict[str, str] = {}
+    who: dict[str, Mention] = {}
     for m in mentions:
-        s = _strength(m)
+        concept = reading(m)
+        if concept is None or set_aside(m, mentions) or (concept in ("NEW_LESION", "WORSENING")
+                                                          and explained_otherwise(m, mentions)):
+            continue
+        s = strength(m)
+        if s < 0 and "UNASSESSABLE" in m.modifiers:
+            s = DEFINITE  # "without contrast the tumour cannot be assessed": the negation is not of the tumour
         if s == 0:
             continue
         if s < 0:
-            negated.add(m.category)
+            negated.setdefault(concept, m)
             continue
-        if s > affirmed.get(m.category, 0):
-            affirmed[m.category] = s
-            literal[m.category] = m.literal
+        if s > affirmed.get(concept, 0):
+            affirmed[concept] = s
+            literal[concept] = m.literal
+            who[concept] = m
+    call = _weigh(affirmed, negated, literal, tier_has_worsening)
+    if call is None:
+        return None
+    label, rule, interpretive, certainty, concept = call
+    return label, rule, interpretive, certainty, who.get(concept) or negated.get(concept)
+
+
+def _weigh(affirmed: dict[str, int], negated: dict[str, Mention], literal: dict[str, str],
+           tier_has_worsening: bool) -> tuple[ReportLabel, str, bool, int, str] | None:
     get = affirmed.get
     worsening = get("WORSENING", 0)
     # Only an explicit word for tumour (progression, recurrence) is weighed against treatment effect;
@@ -158,51 +187,67 @@ def _sentence_call(mentions: list[Mention], tier_has_worsening: bool) -> tuple[R
                                     or get("POSTTREATMENT", 0) == PROBABLE):
         treat = max(treat, get("POSTTREATMENT", 0))
     if get("INDETERMINATE", 0):
-        return ReportLabel.INDETERMINATE, f"indeterminate_term({literal['INDETERMINATE']})", True, get("INDETERMINATE")
+        return (ReportLabel.INDETERMINATE, f"indeterminate_term({literal['INDETERMINATE']})", True,
+                get("INDETERMINATE"),
+                "INDETERMINATE")
     if tumour and treat:
         if tumour > treat:
-            return ReportLabel.PROGRESSION, "tumour_favoured_over_treatment", True, tumour
+            return ReportLabel.PROGRESSION, "tumour_favoured_over_treatment", True, tumour, "PROGRESSION"
         if treat > tumour:
-            return ReportLabel.TREATMENT_EFFECT, "treatment_favoured_over_tumour", True, treat
-        return ReportLabel.INDETERMINATE, "tumour_versus_treatment", True, tumour
+            return (ReportLabel.TREATMENT_EFFECT, "treatment_favoured_over_tumour", True, treat,
+                    ("TREATMENT_EFFECT" if "TREATMENT_EFFECT" in literal else "POSTTREATMENT"))
+        return ReportLabel.INDETERMINATE, "tumour_versus_treatment", True, tumour, "PROGRESSION"
     if tumour:
         if tumour == POSSIBLE:
-            return ReportLabel.INDETERMINATE, f"possible_progression({literal['PROGRESSION']})", True, tumour
-        return ReportLabel.PROGRESSION, f"progression_term({literal['PROGRESSION']})", True, tumour
+            return (ReportLabel.INDETERMINATE, f"possible_progression({literal['PROGRESSION']})", True, tumour,
+                    "PROGRESSION")
+        return ReportLabel.PROGRESSION, f"progression_term({literal['PROGRESSION']})", True, tumour, "PROGRESSION"
     if treat:
         if treat == POSSIBLE and (worsening or new_lesion):
-            return ReportLabel.INDETERMINATE, "worse_possibly_treatment", True, treat
+            return (ReportLabel.INDETERMINATE, "worse_possibly_treatment", True, treat,
+                    ("TREATMENT_EFFECT" if "TREATMENT_EFFECT" in literal else "POSTTREATMENT"))
         key = "TREATMENT_EFFECT" if "TREATMENT_EFFECT" in literal else "POSTTREATMENT"
-        return ReportLabel.TREATMENT_EFFECT, f"treatment_effect({literal[key]})", True, treat
+        return ReportLabel.TREATMENT_EFFECT, f"treatment_effect({literal[key]})", True, treat, key
     if new_lesion:
         if new_lesion == POSSIBLE:
-            return ReportLabel.INDETERMINATE, f"possible_new_lesion({literal['NEW_LESION']})", False, new_lesion
-        return ReportLabel.PROGRESSION, f"new_lesion({literal['NEW_LESION']})", False, new_lesion
+            return (ReportLabel.INDETERMINATE, f"possible_new_lesion({literal['NEW_LESION']})", False, new_lesion,
+                    "NEW_LESION")
+        return ReportLabel.PROGRESSION, f"new_lesion({literal['NEW_LESION']})", False, new_lesion, "NEW_LESION"
     if worsening:
         if worsening == POSSIBLE:
-            return ReportLabel.INDETERMINATE, f"possible_worsening({literal['WORSENING']})", False, worsening
-        return ReportLabel.PROGRESSION, f"worsening({literal['WORSENING']})", False, worsening
+            return (ReportLabel.INDETERMINATE, f"possible_worsening({literal['WORSENING']})", False, worsening,
+                    "WORSENING")
+        return ReportLabel.PROGRESSION, f"worsening({literal['WORSENING']})", False, worsening, "WORSENING"
     if get("IMPROVED", 0):
-        return ReportLabel.IMPROVED, f"improved({literal['IMPROVED']})", False, get("IMPROVED")
+        return ReportLabel.IMPROVED, f"improved({literal['IMPROVED']})", False, get("IMPROVED"), "IMPROVED"
     if get("STABLE", 0):
-        return ReportLabel.STABLE, f"stable({literal['STABLE']})", False, get("STABLE")
-    if negated & {"PROGRESSION", "NEW_LESION", "WORSENING"}:
-        return ReportLabel.STABLE, "negated_progression", False, DEFINITE
+        return ReportLabel.STABLE, f"stable({literal['STABLE']})", False, get("STABLE"), "STABLE"
+    if negated.keys() & {"PROGRESSION", "NEW_LESION", "WORSENING"}:
+        first = next(c for c in ("PROGRESSION", "NEW_LESION", "WORSENING") if c in negated)
+        return ReportLabel.STABLE, "negated_progression", False, DEFINITE, first
     if get("NONDIAGNOSTIC", 0):
-        return ReportLabel.NO_ASSESSMENT, "nondiagnostic", False, DEFINITE
+        return ReportLabel.NO_ASSESSMENT, "nondiagnostic", True, DEFINITE, "NONDIAGNOSTIC"
     return None
 
 
-def _tier_calls(mentions: list[Mention]) -> list[_SentenceCall]:
-    tier_has_worsening = any(m.category in ("WORSENING", "NEW_LESION") and _strength(m) > 0 for m in mentions)
+def _tier_calls(mentions: list[Mention], unattached: list[Mention]) -> list[_SentenceCall]:
     by_sentence: dict[tuple[int, int], list[Mention]] = {}
     for m in mentions:
         by_sentence.setdefault((m.sent_start, m.sent_end), []).append(m)
+    # "No interval change." / "Decreased." with no finding in the sentence speaks of the tumour, and so does
+    # "the resection cavity is unchanged" (the cavity is where the tumour is, so change words skip it); an
+    # unattached "worse" or "new" does not ("he has been getting worse" is a clinical narrative).
+    for m in unattached:
+        others = by_sentence.get((m.sent_start, m.sent_end), [])
+        if m.modifiers[0] in UNATTACHED_CHANGES and all(x.category == "CAVITY" for x in others):
+            by_sentence.setdefault((m.sent_start, m.sent_end, "u"), []).append(m)  # type: ignore[index]
+    tier_has_worsening = any(reading(m) in ("WORSENING", "NEW_LESION") and strength(m) > 0
+                             for ms in by_sentence.values() for m in ms)
     calls = []
-    for (start, end), ms in by_sentence.items():
+    for key, ms in by_sentence.items():
         call = _sentence_call(ms, tier_has_worsening)
         if call is not None:
-            calls.append(_SentenceCall(call[0], call[1], call[2], call[3], start, end, ms[0].section))
+            calls.append(_SentenceCall(call[0], call[1], call[2], call[3], key[0], key[1], ms[0].section, call[4]))
     return calls
 
 
@@ -240,7 +285,8 @@ def decide(text: str, facts: ReportFacts, assessed_sections: tuple[str, ...] = (
     for tier in tiers:
         if not tier:
             continue
-        calls = _tier_calls([m for m in facts.mentions if m.section in tier])
+        calls = _tier_calls([m for m in facts.mentions if m.section in tier],
+                            [m for m in facts.unattached if m.section in tier])
         if calls:
             chosen = _best(calls)
             break
@@ -256,7 +302,14 @@ def decide(text: str, facts: ReportFacts, assessed_sections: tuple[str, ...] = (
             section = _section_at(facts, s_start)
             return Decision(BT_RADS_LABELS[score], f"bt_rads({score})", score, start, end, section, DEFINITE)
     bt = scores[-1][0] if scores else ""
+    if not has_tumour_context(facts, assessed_sections):
+        return Decision(ReportLabel.NO_ASSESSMENT, "no_brain_tumour_mentioned", bt)
     if chosen is None:
         return Decision(ReportLabel.NO_ASSESSMENT, "no_assessment_found", bt)
     start, end = _trim(text, chosen.start, chosen.end)
-    return Decision(chosen.label, chosen.rule, bt, start, end, chosen.section, chosen.certainty)
+    f = chosen.finding
+    if f is None:
+        return Decision(chosen.label, chosen.rule, bt, start, end, chosen.section, chosen.certainty)
+    rule = f.literal if f.category == "UNATTACHED" else f"{f.category}:{f.literal}"
+    return (Decision(chosen.label, chosen.rule, bt, start, end, chosen.section, chosen.certainty,
+                    f.start, f.end, rule, f.modifier_spans))

@@ -16,6 +16,10 @@ Built once per process (it is the costly state of this extractor) from the medsp
 * Measured CPU time per stage for 2,000 reports of 1.4 kB after these changes: ConText 27 %,
   target matching 20 %, sentences 15 %, tokenizer 12 %, fact extraction 7 %; about 600 reports/s
   per core end to end.
+* With findings as targets (issue 15) a report has ~3x more targets and modifiers; medspaCy's
+  targets x modifiers loop is replaced by :mod:`.fast_context` (same rules and result, scopes kept in
+  their sentence), medspaCy's default ConText token patterns are expanded into phrases (PhraseMatcher),
+  and token offsets and sentences are read once per Doc in :func:`facts_of`.
 * Only plain :class:`ReportFacts` leave this module, so a process pool can return them (medspaCy's
   Doc extensions do not pickle, which is why ``nlp.pipe(n_process=2)`` fails).
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
@@ -36,6 +41,8 @@ from pfs.extractors.nlp.sentences import set_sentences
 
 #: Keys a rule file may carry besides its rules (documentation only).
 _DOC_KEYS = frozenset({"_source", "_description"})
+#: ConText categories that describe a finding's change (each attaches to its one nearest finding).
+CHANGE_CATEGORIES = frozenset({"NEW", "INCREASED", "DECREASED", "STABLE"})
 RULE_FILES = {"targets": ("targets.json", "target_rules"), "context": ("context.json", "context_rules"),
               "sections": ("sections.json", "section_rules")}
 
@@ -55,8 +62,27 @@ class Mention(NamedTuple):
     sent_end: int
     section: str
     modifiers: tuple[str, ...]
-    #: Character offset of the first modifier of each category, same order as ``modifiers``.
+    #: Character offset of each modifier, same order as ``modifiers``.
     modifier_starts: tuple[int, ...] = ()
+    #: Each modifier as (category, start, end, rule literal), same order as ``modifiers``.
+    modifier_spans: tuple[tuple[str, int, int, str], ...] = ()
+    #: The target rule's metadata: ``tumour_context`` (shows a brain tumour), ``change`` (a change it states).
+    tumour_context: bool = False
+    change: str = ""
+    #: ``enhancing``: an enhancing lesion (LESION); ``diagnosis``: a non-tumour disease that explains lesions;
+    enhancing: bool = False
+    diagnosis: bool = False
+    #: ``treated_site``: post-surgical change, a craniotomy (a treated site, read as the tumour's in a terse report).
+    treated_site: bool = False
+    #: ``generic_tumour``: "tumour", "neoplasm" (any organ's); ``extracranial_cancer``: lung, breast ... cancer.
+    generic_tumour: bool = False
+    extracranial_cancer: bool = False
+
+
+class _Sentence(NamedTuple):
+    start: int
+    start_char: int
+    end_char: int
 
 
 class ReportFacts(NamedTuple):
@@ -64,6 +90,9 @@ class ReportFacts(NamedTuple):
 
     mentions: tuple[Mention, ...]
     sections: tuple[tuple[str, int], ...]
+    #: Change modifiers that found no finding in their scope ("No interval change."), as mentions of category
+    #: ``UNATTACHED`` whose ``modifiers`` are the change and the sentence's other modifiers.
+    unattached: tuple[Mention, ...] = ()
 
 
 def read_rule_file(kind: str, path: Path | str | None = None) -> list[dict[str, Any]]:
@@ -120,6 +149,10 @@ def _register_components() -> None:
         Language.factory("pfs_set_targets", func=_make_set_targets)
     if not Language.has_factory("pfs_sectionizer"):
         Language.factory("pfs_sectionizer", func=_make_sectionizer)
+    if not Language.has_factory("pfs_context"):
+        from pfs.extractors.nlp.fast_context import make_context
+
+        Language.factory("pfs_context", func=make_context)
 
 
 def _make_sectionizer(nlp: Any, name: str) -> Any:
@@ -187,8 +220,7 @@ class ReportPipeline:
         nlp.add_pipe("pfs_set_targets")
         nlp.get_pipe("pfs_set_targets").matcher = self._targets
         # prune_on_target_overlap: a modifier inside a target ("no change") does not modify anything.
-        context_pipe: ConText = nlp.add_pipe("medspacy_context",
-                                             config={"rules": None, "prune_on_target_overlap": True})
+        context_pipe: ConText = nlp.add_pipe("pfs_context")
         context_pipe.add(rules["context"])
         self.nlp = nlp
 
@@ -286,16 +318,35 @@ def facts_of(doc: Any) -> ReportFacts:
     n = len(doc)
     sections = tuple((cat, doc[start].idx if start < n else len(doc.text)) for start, _, cat, _ in kept)
     bounds = [(start, end, cat) for start, end, cat, _ in kept]
+
+    def section_of(token_i: int) -> str:
+        for start, end, category in bounds:
+            if start <= token_i < end:
+                return category
+        return ""
+
+    # Token offsets and sentences read once (Token and Span.sent lookups dominated this function).
+    from spacy.attrs import IDX, LENGTH, SENT_START
+
+    table = doc.to_array([IDX, LENGTH, SENT_START]).tolist()
+    offsets = [(i, n) for i, n, _ in table]
+    sent_starts = [k for k, row in enumerate(table) if row[2] == 1] or [0]
+    if sent_starts[0] != 0:
+        sent_starts.insert(0, 0)
+    # Sentences as (first token, start char, end char); the end is the end of its last token.
+    sents = [_Sentence(a, offsets[a][0], offsets[b - 1][0] + offsets[b - 1][1])
+             for a, b in zip(sent_starts, [*sent_starts[1:], len(table)], strict=True)]
+
+    def span_of(m: Any) -> tuple[str, int, int, str]:
+        a, b = m.modifier_span
+        return (m.category, offsets[a][0], offsets[b - 1][0] + offsets[b - 1][1], m.rule.literal)
+
     mentions = []
     for ent in doc.ents:
-        section = ""
-        for start, end, category in bounds:
-            if start <= ent.start < end:
-                section = category
-                break
-        sent = ent.sent
+        sent = sents[bisect_right(sent_starts, ent.start) - 1]
         mods = ent._.modifiers
         rule = ent._.target_rule
+        meta = (rule.metadata if rule is not None else None) or {}
         mentions.append(Mention(
             category=ent.label_,
             literal=rule.literal if rule is not None else ent.text.lower(),
@@ -303,8 +354,48 @@ def facts_of(doc: Any) -> ReportFacts:
             end=ent.end_char,
             sent_start=sent.start_char,
             sent_end=sent.end_char,
-            section=section,
+            section=section_of(ent.start),
             modifiers=tuple(m.category for m in mods),
-            modifier_starts=tuple(doc[m.modifier_span[0]].idx for m in mods),
+            modifier_starts=tuple(offsets[m.modifier_span[0]][0] for m in mods),
+            modifier_spans=tuple(span_of(m) for m in mods),
+            tumour_context=bool(meta.get("tumour_context", False)),
+            change=str(meta.get("change", "")),
+            enhancing=bool(meta.get("enhancing", False)),
+            diagnosis=bool(meta.get("diagnosis", False)),
+            treated_site=bool(meta.get("treated_site", False)),
+            generic_tumour=bool(meta.get("generic_tumour", False)),
+            extracranial_cancer=bool(meta.get("extracranial_cancer", False)),
         ))
-    return ReportFacts(mentions=tuple(mentions), sections=sections)
+    return ReportFacts(mentions=tuple(mentions), sections=sections,
+                       unattached=_unattached(doc, sents, section_of, span_of))
+
+
+def _unattached(doc: Any, sents: list[Any], section_of: Any, span_of: Any) -> tuple[Mention, ...]:
+    """Change modifiers with no finding in scope, each with the other modifiers of its sentence."""
+    graph = doc._.context_graph
+    if graph is None or not any(m.category in CHANGE_CATEGORIES and not m.num_targets for m in graph.modifiers):
+        return ()
+    starts = [s.start for s in sents]
+    by_sentence: dict[int, list[Any]] = {}
+    for m in graph.modifiers:
+        by_sentence.setdefault(bisect_right(starts, m.modifier_span[0]) - 1, []).append(m)
+    out = []
+    for i, mods in by_sentence.items():
+        for m in mods:
+            if m.category not in CHANGE_CATEGORIES or m.num_targets:
+                continue
+            sent = sents[i]
+            # the modifiers that would modify this change word if it were a finding (ConText scope)
+            a, b = m.modifier_span
+            others = [o for o in mods if o is not m and o.category not in CHANGE_CATEGORIES
+                      and o.direction not in ("TERMINATE", "PSEUDO")
+                      and (o.scope_span[0] <= a < o.scope_span[1] or o.scope_span[0] < b <= o.scope_span[1])]
+            span = span_of(m)
+            out.append(Mention(
+                category="UNATTACHED", literal=m.rule.literal, start=span[1], end=span[2],
+                sent_start=sent.start_char, sent_end=sent.end_char, section=section_of(m.modifier_span[0]),
+                modifiers=(m.category, *(o.category for o in others)),
+                modifier_starts=(span[1], *(span_of(o)[1] for o in others)),
+                modifier_spans=(span, *(span_of(o) for o in others)),
+            ))
+    return tuple(out)

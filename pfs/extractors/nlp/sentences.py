@@ -96,15 +96,20 @@ def _starts(n: int, candidates: Iterable[int], text_at: Callable[[int], str]) ->
                 out[k + 1] = 1
             last_newline = k
             continue
-        nxt = text_at(k + 1)
+        j = k + 1
+        nxt = text_at(j)
         if nxt.isspace():
-            continue
+            # "word.  Next": spaces without a line break between two sentences (transcribed notes)
+            if "\n" in nxt or j + 1 >= n:
+                continue
+            j += 1
+            nxt = text_at(j)
         if w == ":":
             # at most _MAX_HEADING_TOKENS words (+ the colon) since the line start, or a capitalised heading
             if k - last_newline <= _MAX_HEADING_TOKENS + 1 or (prev.isupper() and len(prev) >= 3):
-                out[k + 1] = 1
+                out[j] = 1
             continue
-        if nxt[0].islower():
+        if nxt[:1].islower() or not nxt:
             continue
         if w == "." and prev:
             if prev.lower() in _ABBREVIATIONS:
@@ -112,7 +117,7 @@ def _starts(n: int, candidates: Iterable[int], text_at: Callable[[int], str]) ->
             # "1." opening a list item: the number sits at a line or sentence start
             if prev.isdigit() and len(prev) <= 2 and (k - 1 == 0 or out[k - 1] == 1 or text_at(k - 2).isspace()):
                 continue
-        out[k + 1] = 1
+        out[j] = 1
     return out
 
 

@@ -12,8 +12,9 @@ def mentions(pipe: ReportPipeline, text: str) -> dict[str, Mention]:
 def test_no_after_a_findings_heading_negates_the_finding(report_pipeline: ReportPipeline) -> None:
     # medspaCy's default rules attach this "No" to the heading ("Fever: No"), leaving the finding affirmed.
     found = mentions(report_pipeline, "FINDINGS: No new enhancing lesion.")
-    assert "NEGATED_EXISTENCE" in found["new enhancing lesion"].modifiers
-    assert found["new enhancing lesion"].section == "findings"
+    # The finding is the lesion; "new" is its change modifier and "No" negates it.
+    assert {"NEGATED_EXISTENCE", "NEW"} <= set(found["enhancing lesion"].modifiers)
+    assert found["enhancing lesion"].section == "findings"
 
 
 def test_versus_makes_both_alternatives_possible(report_pipeline: ReportPipeline) -> None:
@@ -31,14 +32,14 @@ def test_history_and_recommendations_are_marked(report_pipeline: ReportPipeline)
 
 def test_but_ends_a_negation(report_pipeline: ReportPipeline) -> None:
     found = mentions(report_pipeline, "No new lesion but the nodular enhancement has increased.")
-    assert "NEGATED_EXISTENCE" in found["new lesion"].modifiers
-    assert found["increased"].modifiers == ()
+    assert "NEGATED_EXISTENCE" in found["lesion"].modifiers
+    assert found["nodular enhancement"].modifiers == ("INCREASED",)
 
 
 def test_a_phrase_containing_no_is_a_concept_not_a_negation(report_pipeline: ReportPipeline) -> None:
     found = mentions(report_pipeline, "No significant change in the enhancement.")
-    assert found["no significant change"].category == "STABLE"
-    assert found["no significant change"].modifiers == ()
+    # "No significant change" is one STABLE modifier of the enhancement, not a negation of it.
+    assert found["enhancement"].modifiers == ("STABLE",)
 
 
 def test_offsets_point_into_the_text(report_pipeline: ReportPipeline) -> None:
@@ -67,4 +68,6 @@ def test_a_comparison_line_does_not_swallow_unheaded_findings(report_pipeline: R
 def test_a_comparison_heading_before_findings_keeps_its_paragraph(report_pipeline: ReportPipeline) -> None:
     text = "COMPARISON: MRI 03/02/2021, which showed progression.\nFINDINGS: Stable."
     facts = report_pipeline.analyse(text)
-    assert {m.category: m.section for m in facts.mentions} == {"PROGRESSION": "comparison", "STABLE": "findings"}
+    assert {m.category: m.section for m in facts.mentions} == {"PROGRESSION": "comparison"}
+    # "Stable." alone: a change modifier with no finding in its sentence, kept for the report decision.
+    assert [(m.modifiers[0], m.section) for m in facts.unattached] == [("STABLE", "findings")]

@@ -39,13 +39,17 @@ def run(root: Path, overrides: dict | None = None) -> nlp.ExtractorResult:
     return nlp.extract(load_export(root, tables=("patients", "reports")), load_config(overrides))
 
 
+# Every brain MRI here names the tumour or its resection site: a report that shows no brain tumour is
+# no_assessment by design (labels.has_tumour_context), which test_nlp_findings.py tests on its own.
 REPORTS = pd.DataFrame([
     ("P1", "R1", "2019-12-20", "MRI BRAIN W/WO", "IMPRESSION: Enlarging mass, consistent with tumor growth."),
     ("P1", "R2", "2020-06-01", "MRI BRAIN W/WO", "FINDINGS: No new lesion.\nIMPRESSION: Stable. BT-RADS 2"),
-    ("P1", "R3", "2020-09-01", "MRI BRAIN W/WO", "IMPRESSION: New enhancing lesion, consistent with progression."),
+    ("P1", "R3", "2020-09-01", "MRI BRAIN W/WO",
+     "IMPRESSION: New enhancing lesion at the resection cavity, consistent with progression."),
     ("P1", "R4", "2020-09-02", "CT CHEST", "IMPRESSION: Progression of pulmonary metastases."),
     ("P2", "R5", "2020-08-01", "MRI BRAIN", "<html><body><p>IMPRESSION:</p><p>Recurrent tumor.</p></body></html>"),
-    ("P2", "R6", "2020-09-01", "MRI BRAIN", r"{\rtf1\ansi\f0 IMPRESSION: Decreased enhancement.\par}"),
+    ("P2", "R6", "2020-09-01", "MRI BRAIN",
+     r"{\rtf1\ansi\f0 IMPRESSION: Decreased enhancement of the residual tumor.\par}"),
     ("P2", "R7", "2020-10-01", "MRI BRAIN", "IMPRESSION: Progression. " + "x" * 1_000_000),
 ], columns=["patient_id", "report_id", "report_date", "procedure", "text"])
 
@@ -89,7 +93,7 @@ def test_evidence_offsets_point_into_the_exported_text(tmp_path: Path, use_sessi
 
 def test_non_utf8_export_is_read_and_labelled(tmp_path: Path, use_session_pipeline: None) -> None:
     raw = ("patient_id,report_id,report_date,procedure,text\n"
-           "P1,R1,2020-06-01,MRI BRAIN,\"IMPRESSION: Unver\xe4ndert, stable.\"\n").encode("latin-1")
+           "P1,R1,2020-06-01,MRI BRAIN,\"IMPRESSION: Glioblastoma unver\xe4ndert, stable.\"\n").encode("latin-1")
     result = run(export_with(tmp_path, REPORTS, raw=raw))
     assert result.tables["report_labels"]["label"].tolist() == ["stable"]
 
@@ -123,7 +127,7 @@ def test_empty_and_blank_texts_are_quarantined_and_the_rest_labelled(tmp_path: P
     reports = pd.DataFrame([
         ("P1", "R1", "2020-06-01", "MRI BRAIN", ""),
         ("P1", "R2", "2020-07-01", "MRI BRAIN", "   \n  "),
-        ("P1", "R3", "2020-08-01", "MRI BRAIN", "IMPRESSION: Stable."),
+        ("P1", "R3", "2020-08-01", "MRI BRAIN", "IMPRESSION: Stable residual tumor."),
     ], columns=["patient_id", "report_id", "report_date", "procedure", "text"])
     root = export_with(tmp_path, reports)
     export = load_export(root, tables=("patients", "reports"))

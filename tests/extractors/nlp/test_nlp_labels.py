@@ -8,7 +8,13 @@ from pfs.extractors.nlp.labels import decide, find_bt_rads, is_brain_mri
 from pfs.extractors.nlp.pipeline import ReportPipeline
 
 
-def label(pipe: ReportPipeline, text: str) -> tuple[str, str, str]:
+#: A report assesses a tumour only when it shows one (labels.has_tumour_context); these short reports say so
+#: in a history line, as follow-up reports do, so that each test is about the rule it names.
+GBM = "CLINICAL HISTORY: Left frontal glioblastoma, resected, after chemoradiation.\n"
+
+
+def label(pipe: ReportPipeline, text: str, history: str = GBM) -> tuple[str, str, str]:
+    text = history + text
     d = decide(text, pipe.analyse(text))
     return str(d.label), d.rule, text[d.evidence_start:d.evidence_end] if d.evidence_start >= 0 else ""
 
