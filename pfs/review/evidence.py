@@ -40,6 +40,15 @@ def _parse_spans(value: str) -> list[tuple[int, int]]:
     return spans
 
 
+def _modifier_spans(value: str) -> list[tuple[int, int]]:
+    """Spans of report_labels' ``modifiers`` column: a JSON list of {category, start, end, rule}."""
+    try:
+        data = json.loads(value or "[]")
+        return [(int(m["start"]), int(m["end"])) for m in data if isinstance(m, dict)]
+    except (ValueError, TypeError, KeyError):
+        return []
+
+
 def _search(text: str, sentence: str) -> tuple[int, int] | None:
     """The sentence in the text, ignoring differences in white space."""
     if not sentence:
@@ -75,6 +84,8 @@ def label_spans(text: str, label: dict[str, Any]) -> list[tuple[int, int, str]]:
         elif col.endswith("_spans"):
             kind = col[: -len("_spans")]
             spans += [(s, e, kind) for s, e in _parse_spans(str(label.get(col) or "")) if 0 <= s < e <= n]
+        elif col == "modifiers":  # the NLP's ConText modifiers of the deciding finding, with their categories
+            spans += [(s, e, "modifier") for s, e in _modifier_spans(str(label.get(col) or "")) if 0 <= s < e <= n]
     if sentence and not any(k == SENTENCE for _, _, k in spans):
         found = _search(text, sentence)
         if found:

@@ -40,3 +40,16 @@ def test_out_of_range_or_missing_offsets_are_ignored():
     assert label_spans(TEXT, label) == []
     assert segments(TEXT, []) == [(TEXT, "")]
     assert label_spans(TEXT, {"evidence_sentence": "not in this report"}) == []
+
+
+def test_the_nlp_modifiers_column_marks_each_modifier_of_the_deciding_finding():
+    """report_labels.csv as the NLP writes it: finding offsets and a JSON list of modifiers with categories."""
+    f, m = TEXT.index("recurrent tumor"), TEXT.index("compatible with")
+    label = {"evidence_sentence": SENTENCE, "evidence_start": S, "evidence_end": S + len(SENTENCE),
+             "finding_start": f, "finding_end": f + 15, "finding_rule": "PROGRESSION:recurrent tumor",
+             "modifiers": f'[{{"category": "PROBABLE_EXISTENCE", "start": {m}, "end": {m + 15}, '
+                          f'"rule": "PROBABLE_EXISTENCE:compatible with"}}]'}
+    segs = segments(TEXT, label_spans(TEXT, label))
+    assert ("recurrent tumor", "hl-evidence hl-finding") in segs
+    assert ("compatible with", "hl-evidence hl-modifier") in segs
+    assert label_spans(TEXT, {**label, "modifiers": "not json"}) == label_spans(TEXT, {**label, "modifiers": "[]"})
