@@ -3,8 +3,8 @@
 Rules, each configurable with its reason in ``pfs/config/reconcile.toml`` ([guideline]):
 
 - Imaging or report progression counts. It is *preliminary* and needs confirmation when it lies in
-  the pseudoprogression window (RT start to ``pseudoprogression_days`` after RT end: the one window
-  of pfs, applied here only), when the other tumour source read the same study as stable, improved or
+  the pseudoprogression window (surgery, or RT start, to ``pseudoprogression_days`` after RT end: the
+  one window of pfs, applied here only), when the other tumour source read the same study as stable, improved or
   treatment effect (a conflict: neither decides alone), or when a volumetric progression started from
   a nadir below the measurable floor. A new lesion or histology needs none inside the window.
 - Confirmation: a later tumour event or a later scan/report still showing progression
@@ -136,13 +136,17 @@ def guideline(events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, 
     tx = pd.Timedelta(days=int(cfg["treatment_confirms_days"]))
     exempt, self_confirmed = set(cfg["exempt_kinds"]), set(cfg["confirmed_kinds"])
     floor = float(cfg["measurable_nadir_ml"])
-    rt_ends, rt_starts, deaths = (dates(patients, c) for c in ("rt_end_date", "rt_start_date", "death_date"))
+    rt_ends, rt_starts, deaths, surgeries = (dates(patients, c) for c in ("rt_end_date", "rt_start_date", "death_date",
+                                                                           "surgery_date"))
     by_patient = _assessments_by_patient(assessments)
     rows: list[dict] = []
     for pid, chain in prepare(events).items():
         rt_end, death = rt_ends.get(pid), deaths.get(pid)
-        # Pseudoprogression can begin during chemoradiation, so the window opens at RT start.
+        # The window opens at RT start (treatment effect can begin during chemoradiation) or, by default,
+        # at surgery: before the post-RT baseline, enhancement is post-surgical change as often as tumour.
         start = None if rt_end is None else min(rt_end, rt_starts.get(pid, rt_end))
+        if start is not None and cfg["window_opens"] == "surgery" and pid in surgeries:
+            start = min(start, surgeries[pid])
         window_end = None if rt_end is None else rt_end + window
         asm = by_patient.get(str(pid), [])
         tumour = [e for e in chain if e["source"] in tumour_src]
@@ -176,8 +180,8 @@ def guideline(events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, 
                 if kinds & exempt:
                     rule = "guideline: new lesion or histology, no confirmation needed"
                 else:
-                    phase = (" (no RT end date)" if rt_end is None else " before chemoradiation" if date < start
-                             else " after the pseudoprogression window")
+                    phase = (" (no RT end date)" if rt_end is None else " before the pseudoprogression window"
+                             if date < start else " after the pseudoprogression window")
                     rule = "guideline: tumour progression" + phase
                 accepted.append({"date": date, "rule": rule, "chain": day, "context": []})
                 continue

@@ -220,3 +220,13 @@ def test_assessments_are_read_from_report_labels_and_volumes() -> None:
     assert from_report_labels(labels)["assessment"].tolist() == ["stable"]
     v = from_volumes(vols)
     assert v["ref_id"].tolist() == ["S2", "S3"] and v["assessment"].tolist() == ["improved", "progression"]
+
+
+def test_a_call_on_the_post_operative_scans_before_chemoradiation_is_preliminary() -> None:
+    # Surgery 2020-01-10, RT from 2020-02-10: a report of progression on 2020-01-20 describes the
+    # post-operative scan, RANO 2.0's baseline period, and stands only once confirmed.
+    ev = events(("nlp", "2020-01-20", "report_progression", "R1"))
+    rec = run(ev)
+    assert accepted(rec).empty and "inside the pseudoprogression window" in rec.loc[0, "rule"]
+    a = accepted(run(ev, window_opens="rt_start"))
+    assert a["event_date"].tolist() == [D("2020-01-20")] and "before the pseudoprogression window" in a.loc[0, "rule"]

@@ -1,0 +1,127 @@
+"""Evaluation: reconciled progression dates and the next-line therapy source on ``pfs synth`` cohorts.
+
+Usage::
+
+    .venv/bin/python benchmarks/eval_reconcile.py [--patients 92] [--seed 1] [--images]
+        [--cohort-dir /tmp/pfs-eval-reconcile] [--outputs OUT ...]
+
+For each cohort (synthesized once under ``--cohort-dir`` and reused) it runs ``pfs extract`` twice in
+child processes of this interpreter (so ``PYTHONPATH`` decides which pfs tree runs):
+
+``rules off``  the guideline without this issue's rules: no treatment source, no conflicts
+               (``conflicting_assessments = []``), no non-measurable-nadir rule
+               (``measurable_nadir_ml = 0``), steroid back-dating into the window allowed;
+``rules on``   the shipped configuration (all four sources).
+
+``--outputs`` adds already written ``pfs extract`` folders of the same cohort (e.g. one made by an
+older pfs tree) as further columns. Printed per method (each source alone and reconciled): status
+agreement with the annotations; share of the reference progressors dated within ±15 and ±30 days,
+> 60 days early and > 60 days late; the median absolute lag; and, for the treatment source, recall
+within 7 days of the second-line start of the truth (``truth/truth_treatment.csv``) and the patients
+who never start a second line yet get a treatment event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+RULES_OFF = """[reconcile.guideline]
+conflicting_assessments = []
+measurable_nadir_ml = 0.0
+steroid_backdate_after_window = false
+[pipeline]
+sources = ["steroid", "nlp", "imaging"]
+"""
+
+
+def _pfs(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pfs", *args], check=True, stdout=subprocess.DEVNULL)
+
+
+def cohort(root: Path, patients: int, seed: int, images: bool) -> Path:
+    where = root / f"synth-{patients}-{seed}-{'img' if images else 'noimg'}"
+    if not (where / "annotations.csv").exists():
+        t = time.perf_counter()
+        _pfs("synth", str(where), "--patients", str(patients), "--seed", str(seed), *([] if images else ["--no-images"]))
+        print(f"synthesized {where} in {time.perf_counter() - t:.0f} s")
+    return where
+
+
+def extract(export: Path, out: Path, config: str | None) -> float:
+    args = ["extract", str(export), "--out", str(out), "--workers", "1"]
+    if config:
+        path = out.parent / f"{out.name}.toml"
+        path.write_text(config, encoding="utf-8")
+        args += ["--config", str(path)]
+    t = time.perf_counter()
+    _pfs(*args)
+    return time.perf_counter() - t
+
+
+def scores(out: Path, annotations: Path) -> pd.DataFrame:
+    """Per method: status agreement, date shares of the reference progressors, median |lag|."""
+    ep = pd.read_csv(out / "endpoints.csv", dtype={"patient_id": str}, parse_dates=["progression_date"])
+    ann = pd.read_csv(annotations, dtype={"patient_id": str}, parse_dates=["progression_date"])
+    rows = []
+    for method, e in ep.groupby("method", sort=False):
+        m = e.merge(ann, on="patient_id", suffixes=("", "_ref"))
+        ref = m["progressed_ref"] == 1
+        lag = (m["progression_date"] - m["progression_date_ref"]).dt.days[ref & (m["progressed"] == 1)]
+        n_ref = int(ref.sum())
+        rows.append({"method": method, "status agreement": (m["progressed"] == m["progressed_ref"]).mean(),
+                     "within ±15 d": (lag.abs() <= 15).sum() / n_ref, "within ±30 d": (lag.abs() <= 30).sum() / n_ref,
+                     "> 60 d early": (lag < -60).sum() / n_ref, "> 60 d late": (lag > 60).sum() / n_ref,
+                     "median |lag| d": lag.abs().median()})
+    return pd.DataFrame(rows).set_index("method")
+
+
+def treatment_scores(out: Path, truth: Path) -> dict[str, str]:
+    ev = pd.read_csv(out / "events.csv", dtype={"patient_id": str}, parse_dates=["event_date"])
+    ev = ev.loc[ev["source"] == "treatment"]
+    if ev.empty and not (truth / "truth_treatment.csv").exists():
+        return {}
+    t = pd.read_csv(truth / "truth_treatment.csv", dtype={"patient_id": str}, parse_dates=["second_line_start_date"])
+    first = ev.groupby("patient_id")["event_date"].min()
+    starts = t.dropna(subset=["second_line_start_date"])
+    hit = sum(1 for r in starts.itertuples() if r.patient_id in first.index
+              and abs((first[r.patient_id] - r.second_line_start_date).days) <= 7)
+    never = t.loc[t["second_line_start_date"].isna(), "patient_id"]
+    false = int(never.isin(first.index).sum())
+    return {"second-line starters": f"{len(starts)}", "events within 7 days": f"{hit} ({hit / max(1, len(starts)):.0%})",
+            "never start one": f"{len(never)}", "of them with a treatment event": f"{false}"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--patients", type=int, default=92)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--images", action="store_true", help="with MRI volumes (slow on 2 cores)")
+    ap.add_argument("--cohort-dir", type=Path, default=Path("/tmp/pfs-eval-reconcile"))
+    ap.add_argument("--outputs", type=Path, nargs="*", default=[], help="more extract folders of this cohort")
+    a = ap.parse_args()
+    root = cohort(a.cohort_dir, a.patients, a.seed, a.images)
+    runs = {}
+    for label, config in (("rules off", RULES_OFF), ("rules on", None)):
+        out = root.parent / f"{root.name}-{label.replace(' ', '-')}"
+        seconds = extract(root / "export", out, config)
+        print(f"{label}: pfs extract {seconds:.0f} s")
+        runs[label] = out
+    for extra in a.outputs:
+        runs[str(extra)] = extra
+    pd.set_option("display.width", 160)
+    for label, out in runs.items():
+        print(f"\n== {label} ({out})")
+        print(scores(out, root / "annotations.csv").to_string(float_format=lambda x: f"{x:.3f}"))
+        tx = treatment_scores(out, root / "truth")
+        if tx:
+            print("treatment source: " + "; ".join(f"{k}: {v}" for k, v in tx.items()))
+
+
+if __name__ == "__main__":
+    main()
