@@ -10,7 +10,9 @@ child processes of this interpreter (so ``PYTHONPATH`` decides which pfs tree ru
 
 ``rules off``  the guideline without this issue's rules: no treatment source, no conflicts
                (``conflicting_assessments = []``), no non-measurable-nadir rule
-               (``measurable_nadir_ml = 0``), steroid back-dating into the window allowed;
+               (``measurable_nadir_ml = 0``), steroid back-dating into the window allowed, the
+               window opening at RT start (on a text-only cohort this reproduces the outputs of
+               main before this work, b800e08, exactly);
 ``rules on``   the shipped configuration (all four sources).
 
 ``--outputs`` adds already written ``pfs extract`` folders of the same cohort (e.g. one made by an
@@ -32,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 RULES_OFF = """[reconcile.guideline]
+window_opens = "rt_start"
 conflicting_assessments = []
 measurable_nadir_ml = 0.0
 steroid_backdate_after_window = false
@@ -41,7 +44,9 @@ sources = ["steroid", "nlp", "imaging"]
 
 
 def _pfs(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pfs", *args], check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, "-m", "pfs", *args], capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"pfs {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
 
 
 def cohort(root: Path, patients: int, seed: int, images: bool) -> Path:
