@@ -353,7 +353,7 @@ def lag_plot(endpoints: pd.DataFrame, manual: pd.DataFrame | None, ax: Any = Non
     if n_ref:
         ax.set_xlabel(f"counts > 60 days early / late; shares of the {n_ref} reference progressors")
     ax.set_title("Lag of the progression date against the manual reference")
-    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return ax
 
