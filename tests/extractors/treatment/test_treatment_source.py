@@ -138,3 +138,22 @@ def test_bad_settings_are_clear_errors(tmp_path: Path) -> None:
     root = write_export(tmp_path, [])
     with pytest.raises(ConfigError, match="treatment.rechallenge_gap_days"):
         run(root, rechallenge_gap_days=-1)
+
+
+def test_pipeline_reads_the_optional_procedures_table_and_its_changes_reach_the_cache_key(tmp_path: Path) -> None:
+    from pfs.pipeline import run_extract
+
+    meds = [{"patient_id": "A", "medication_id": "A1", "order_date": "2020-10-01", "end_date": "",
+             "drug_name": "lomustine 40 mg capsule"}]
+    procs = [{"patient_id": "B", "procedure_id": "P1", "procedure_date": "2020-11-05", "name": "Gamma Knife SRS",
+              "code": ""}]
+    root = write_export(tmp_path / "export", meds, procs)
+    cache = tmp_path / "cache"
+    first = run_extract(root, tmp_path / "out1", sources=["treatment"], cache_dir=cache)
+    assert first.events[["patient_id", "ref_id"]].values.tolist() == [["A", "A1"], ["B", "P1"]]
+    assert first.manifest["tables"]["procedures"]["rows_used"] == 1
+    # A changed procedure recomputes that patient only: the cache key covers both input tables.
+    pd.DataFrame([procs[0] | {"procedure_date": "2020-12-05"}]).to_csv(root / "procedures.csv", index=False)
+    again = run_extract(root, tmp_path / "out2", sources=["treatment"], cache_dir=cache)
+    assert again.cache == {"reused": 2, "stored": 1}
+    assert again.events.loc[again.events["patient_id"] == "B", "event_date"].tolist() == [pd.Timestamp("2020-12-05")]
