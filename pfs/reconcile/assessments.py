@@ -29,7 +29,7 @@ _RANO_STATES = {
     "stable": "stable",
     "new_nadir": "improved",
     "preliminary": "progression",
-    "preliminary_not_confirmed": "progression",
+    "preliminary_not_confirmed": "indeterminate",  # growth its own next scan did not confirm
     "progression": "progression",
     "progression_confirmed": "progression",
     "progression_new_lesion": "progression",
