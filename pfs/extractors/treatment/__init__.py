@@ -56,18 +56,19 @@ def _drug_orders(meds: pd.DataFrame, rules: TreatmentRules, first_end: pd.Series
     rechallenge = pd.Series(False, index=orders.index)
     gap = pd.Timedelta(days=int(settings["rechallenge_gap_days"]))
     late = pd.Timedelta(days=int(settings["first_line_tmz_start_days"]))
-    for _, grp in orders.loc[tmz].groupby("patient_id", sort=False):
-        last: pd.Timestamp | None = None
-        for idx, row in grp.iterrows():
-            start = row["order_date"]
-            first_end = row["first_end"]
-            if last is None:
-                # the first temozolomide: first line when it starts by RT end + the adjuvant delay
-                rechallenge[idx] = pd.notna(first_end) and start > first_end + late
-            elif start - last > gap:
-                rechallenge[idx] = True
-            end = row["end_date"] if pd.notna(row["end_date"]) and row["end_date"] >= start else start
-            last = end if last is None else max(last, end)
+    t = orders.loc[tmz, ["patient_id", "order_date", "end_date", "first_end"]]
+    previous: str | None = None
+    last: pd.Timestamp | None = None
+    for idx, pid, start, end, first_end in t.itertuples(name=None):
+        if pid != previous:
+            previous, last = pid, None
+        if last is None:
+            # the first temozolomide: first line when it starts by RT end + the adjuvant delay
+            rechallenge[idx] = pd.notna(first_end) and start > first_end + late
+        elif start - last > gap:
+            rechallenge[idx] = True
+        end = end if pd.notna(end) and end >= start else start
+        last = end if last is None else max(last, end)
     orders["rechallenge"] = rechallenge
     return orders.loc[keep | rechallenge]
 
