@@ -338,7 +338,9 @@ def method_row(method: str, ep: pd.DataFrame, manual: pd.DataFrame) -> dict[str,
     if method == "manual":
         row.update({k: math.nan for k in ("sensitivity", "specificity", "ppv", "npv", "kappa")})
         row.update(lag_metrics(pd.Series(dtype=float)))
-        row.update(reference_date_metrics(pd.Series(dtype=float), int(m["progressed_manual"].sum())))
+        # the reference against itself: no lag to score
+        row.update({k: math.nan for k in reference_date_metrics(pd.Series(dtype=float), 0)})
+        row["n_reference_progressed"] = int(m["progressed_manual"].sum())
         row.update(km_median(m["pfs_days"], m["pfs_event"]))
         row.update({"logrank_statistic": math.nan, "logrank_p": math.nan, "c_index": math.nan})
         return row
