@@ -206,12 +206,16 @@ def guideline(events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, 
             if id(t) in used:
                 continue
             date = t["event_date"]
-            prior = [acc for acc in accepted if date - tx <= acc["date"] <= date]
+            before = [acc for acc in accepted if acc["date"] <= date and not acc.get("alone")]
+            prior = [acc for acc in before if date - tx <= acc["date"]]
             if prior:
                 prior[-1]["chain"] = prior[-1]["chain"] + [t]
                 prior[-1]["rule"] += f"; next-line therapy started on {date:%Y-%m-%d}"
                 continue
-            if any(date - tx <= d <= date for d in tumour_dates):
+            if before:
+                rows.append(row(pid, date, REJECTED, "guideline: next-line therapy after the progression dated "
+                                f"{before[-1]['date']:%Y-%m-%d}; it never dates progression itself", [t]))
+            elif any(date - tx <= d <= date for d in tumour_dates):
                 rows.append(row(pid, date, REJECTED, "guideline: next-line therapy after a tumour event that was "
                                 "set aside; it never dates progression itself", [t]))
             elif window_end is not None and start <= date <= window_end and not cfg["treatment_alone_in_window"]:
@@ -220,7 +224,7 @@ def guideline(events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, 
             else:
                 accepted.append({"date": date, "rule": "guideline: next-line therapy with no tumour progression "
                                  "before it: dated by the start of the new line (late)", "chain": [t], "context": [],
-                                 "note": "late: dated by the start of next-line therapy"})
+                                 "note": "late: dated by the start of next-line therapy", "alone": True})
         used_steroid: set[int] = set()
         cutoff = None if rt_end is None else (window_end if cfg["steroid_backdate_after_window"] else rt_end)
         for acc in sorted(accepted, key=lambda a: a["date"]):

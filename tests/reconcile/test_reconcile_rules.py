@@ -230,3 +230,12 @@ def test_a_call_on_the_post_operative_scans_before_chemoradiation_is_preliminary
     assert accepted(rec).empty and "inside the pseudoprogression window" in rec.loc[0, "rule"]
     a = accepted(run(ev, window_opens="rt_start"))
     assert a["event_date"].tolist() == [D("2020-01-20")] and "before the pseudoprogression window" in a.loc[0, "rule"]
+
+
+def test_a_later_line_after_an_accepted_progression_neither_dates_nor_is_told_as_alone() -> None:
+    ev = events(("nlp", "2020-09-01", "report_progression", "R3"),
+                ("treatment", "2021-03-01", "next_line_therapy", "M9"))
+    rec = run(ev)
+    assert accepted(rec)["event_date"].tolist() == [D("2020-09-01")]
+    later = rec.loc[rec["ref_ids"] == "M9"].iloc[0]
+    assert later["status"] == "rejected" and "after the progression dated 2020-09-01" in later["rule"]
