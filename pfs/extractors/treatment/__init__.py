@@ -78,22 +78,26 @@ def _lines(orders: pd.DataFrame, settings: dict[str, Any], confidence: float) ->
     combine = pd.Timedelta(days=int(settings["combine_days"]))
     pause = pd.Timedelta(days=int(settings["line_gap_days"]))
     events: list[dict] = []
-    for pid, grp in orders.groupby("patient_id", sort=True):
-        line: dict | None = None
-        last: pd.Timestamp | None = None
-        for row in grp.itertuples(index=False):
-            cls, date = row.drug_class, row.order_date
-            new_class = line is not None and cls not in line["classes"] and date > line["start"] + combine
-            restart = last is not None and date - last > pause
-            tmz_restart = bool(row.rechallenge) and (line is None or "temozolomide" not in line["classes"]
-                                                      or restart)
-            if line is None or new_class or restart or (tmz_restart and date > line["start"] + combine):
-                line = {"start": date, "classes": [cls], "orders": [row]}
-                events.append(line | {"patient_id": pid})
-            elif cls not in line["classes"]:
-                line["classes"].append(cls)
-                line["orders"].append(row)
-            last = date if last is None else max(last, date)
+    narrow = orders[["patient_id", "medication_id", "order_date", "drug_name", "drug_class", "rechallenge"]]
+    previous: str | None = None
+    line: dict | None = None
+    last: pd.Timestamp | None = None
+    for row in narrow.sort_values(["patient_id", "order_date", "medication_id"], kind="stable").itertuples(index=False):
+        pid = row.patient_id
+        if pid != previous:
+            previous, line, last = pid, None, None
+        cls, date = row.drug_class, row.order_date
+        new_class = line is not None and cls not in line["classes"] and date > line["start"] + combine
+        restart = last is not None and date - last > pause
+        tmz_restart = bool(row.rechallenge) and (line is None or "temozolomide" not in line["classes"]
+                                                  or restart)
+        if line is None or new_class or restart or (tmz_restart and date > line["start"] + combine):
+            line = {"start": date, "classes": [cls], "orders": [row]}
+            events.append(line | {"patient_id": pid})
+        elif cls not in line["classes"]:
+            line["classes"].append(cls)
+            line["orders"].append(row)
+        last = date if last is None else max(last, date)
     out = []
     for ln in events:
         first = ln["orders"][0]
