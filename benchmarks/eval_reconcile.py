@@ -93,7 +93,7 @@ def scores(out: Path, annotations: Path) -> pd.DataFrame:
 def treatment_scores(out: Path, truth: Path) -> dict[str, str]:
     ev = pd.read_csv(out / "events.csv", dtype={"patient_id": str}, parse_dates=["event_date"])
     ev = ev.loc[ev["source"] == "treatment"]
-    if ev.empty and not (truth / "truth_treatment.csv").exists():
+    if not (truth / "truth_treatment.csv").exists():  # a cohort made before pfs synth wrote it
         return {}
     t = pd.read_csv(truth / "truth_treatment.csv", dtype={"patient_id": str}, parse_dates=["second_line_start_date"])
     first = ev.groupby("patient_id")["event_date"].min()

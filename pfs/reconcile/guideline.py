@@ -91,14 +91,15 @@ def _pseudo_response(day: list[Event], date: pd.Timestamp, asm: list[Assessment]
 
 def _confirmation(date: pd.Timestamp, day: list[Event], tumour: list[Event], asm: list[Assessment],
                   treat: list[Event], death: pd.Timestamp | None, cfg: dict[str, Any],
-                  ) -> tuple[pd.Timestamp, str, list[Event]] | None:
-    """The first thing confirming a preliminary progression: (date, how, events joining the chain)."""
+                  ) -> tuple[pd.Timestamp, str, list[Event], set[str]] | None:
+    """The first thing confirming a preliminary progression: (date, how, events joining the chain, by whom)."""
     cmin, cmax = pd.Timedelta(days=int(cfg["confirm_min_days"])), pd.Timedelta(days=int(cfg["confirm_max_days"]))
-    found: list[tuple[pd.Timestamp, str, list[Event]]] = []
+    found: list[tuple[pd.Timestamp, str, list[Event], set[str]]] = []
     later = [e for e in tumour if date + cmin <= e["event_date"] <= date + cmax]
     if later:
         first = [e for e in later if e["event_date"] == later[0]["event_date"]]
-        found.append((first[0]["event_date"], f"confirmed on {first[0]['event_date']:%Y-%m-%d}", first))
+        found.append((first[0]["event_date"], f"confirmed on {first[0]['event_date']:%Y-%m-%d}", first,
+                      {e["source"] for e in first}))
     study = _study(day, asm)
     floor = float(study["et_volume_ml"]) if study is not None and pd.notna(study["et_volume_ml"]) else None
     for a in asm:
@@ -109,17 +110,22 @@ def _confirmation(date: pd.Timestamp, day: list[Event], tumour: list[Event], asm
             grows = grows and pd.notna(a["et_volume_ml"]) and a["et_volume_ml"] >= floor
         if grows:
             found.append((a["assessment_date"], f"confirmed by {a['source']} {a['ref_id']} on "
-                          f"{a['assessment_date']:%Y-%m-%d} ({a['assessment']})", []))
+                          f"{a['assessment_date']:%Y-%m-%d} ({a['assessment']})", [], {a["source"]}))
             break
     tx = pd.Timedelta(days=int(cfg["treatment_confirms_days"]))
     started = [e for e in treat if date <= e["event_date"] <= date + tx]
     if started:
         t = started[0]
         found.append((t["event_date"], f"confirmed by the start of next-line therapy on {t['event_date']:%Y-%m-%d}",
-                      [t]))
+                      [t], {t["source"]}))
     if cfg["death_confirms"] and death is not None and date <= death <= date + cmax:
-        found.append((death, f"confirmed by death on {death:%Y-%m-%d}", []))
-    return min(found, key=lambda f: f[0]) if found else None
+        found.append((death, f"confirmed by death on {death:%Y-%m-%d}", [], {"death"}))
+    if not found:
+        return None
+    first_day = min(f[0] for f in found)
+    same_day = [f for f in found if f[0] == first_day]
+    return (first_day, "; ".join(f[1] for f in same_day), [e for f in same_day for e in f[2]],
+            set().union(*(f[3] for f in same_day)))
 
 
 def guideline(events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, Any],
@@ -161,6 +167,7 @@ def guideline(events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, 
             kinds = {e["kind"] for e in day}
             in_window = start is not None and start <= date <= window_end
             context = _conflicts(day, date, asm, tumour_src, cfg)
+            disagreeing = {line.split(" ", 1)[0] for line in context}
             why_not = _pseudo_response(day, date, asm, bev, cfg)
             if why_not:
                 rows.append(row(pid, date, REJECTED, why_not, day))
@@ -192,8 +199,15 @@ def guideline(events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, 
                 continue
             confirmed = _confirmation(date, day, tumour, asm, treat, death, cfg)
             if confirmed is not None:
-                _, how, extra = confirmed
-                accepted.append({"date": date, "rule": f"guideline: preliminary progression ({what}), {how}",
+                when, how, extra, by = confirmed
+                rule = f"guideline: preliminary progression ({what}), {how}"
+                dated = date
+                if context and by & disagreeing and cfg["conflict_dated_by_the_other_source"]:
+                    # The source that read the first scan as not progression reads this one as progression:
+                    # the first scan on which both agree is the first that showed it.
+                    dated = when
+                    rule += f"; dated to {when:%Y-%m-%d}, the first scan the other source also reads as progression"
+                accepted.append({"date": dated, "rule": rule,
                                  "chain": day + [e for e in extra if e not in day], "context": context})
             else:
                 rule = (f"guideline: preliminary progression ({what}) not confirmed within "
@@ -233,18 +247,26 @@ def guideline(events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, 
             used_steroid.update(id(e) for e in near)
             out_date = date
             if near:
-                first = near[0]["event_date"]
-                if cfg["steroid_backdate"] and first < date:
-                    if cutoff is None or first > cutoff:
-                        out_date = first
-                        rule += f"; back-dated to the steroid increase on {first:%Y-%m-%d}"
-                    else:
-                        rule += "; corroborated by a steroid increase"
-                        note = "; ".join(n for n in (note, "steroid increase before the end of radiotherapy" + (
-                            " or inside the pseudoprogression window" if cutoff != rt_end else "")
-                            + " not used for back-dating") if n)
+                reach = pd.Timedelta(days=int(cfg["steroid_backdate_max_days"]))
+                # the earliest increase that may date progression, else the earliest one (to say why not)
+                usable = [e["event_date"] for e in near if date - reach <= e["event_date"] < date
+                          and (cutoff is None or e["event_date"] > cutoff)]
+                first = usable[0] if usable else near[0]["event_date"]
+                why_not = ""
+                if cutoff is not None and first <= cutoff:
+                    why_not = ("steroid increase before the end of radiotherapy"
+                               + (" or inside the pseudoprogression window" if cutoff != rt_end else "")
+                               + " not used for back-dating")
+                elif first < date - reach:
+                    why_not = (f"steroid increase {(date - first).days} days before the scan (more than "
+                               f"{reach.days}) not used for back-dating")
+                if cfg["steroid_backdate"] and first < date and not why_not:
+                    out_date = first
+                    rule += f"; back-dated to the steroid increase on {first:%Y-%m-%d}"
                 else:
                     rule += "; corroborated by a steroid increase"
+                    if cfg["steroid_backdate"] and first < date:
+                        note = "; ".join(n for n in (note, why_not) if n)
             rows.append(row(pid, out_date, ACCEPTED, rule, acc["chain"] + near, note, acc["context"]))
         for date, day in by_date([e for e in steroid if id(e) not in used_steroid]):
             rows.append(row(pid, date, REJECTED, "guideline: steroid-only signal, not corroborated by tumour "

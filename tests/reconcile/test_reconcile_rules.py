@@ -239,3 +239,29 @@ def test_a_later_line_after_an_accepted_progression_neither_dates_nor_is_told_as
     assert accepted(rec)["event_date"].tolist() == [D("2020-09-01")]
     later = rec.loc[rec["ref_ids"] == "M9"].iloc[0]
     assert later["status"] == "rejected" and "after the progression dated 2020-09-01" in later["rule"]
+
+
+def test_a_conflict_confirmed_by_the_source_that_disagreed_is_dated_where_both_agree() -> None:
+    # The report calls progression on S3; the volumetry of S3 is stable (2.1 mL on a 2.0 mL nadir) and
+    # shows growth only on S4: S4 is the first scan both read as progression.
+    ev = events(("nlp", "2020-09-01", "report_progression", "R3"),
+                ("imaging", "2020-11-20", "volumetric_progression", "S4"))
+    asm = assessments(("imaging", "2020-09-01", "S3", "stable", 2.1, 2.0),
+                      ("imaging", "2020-11-20", "S4", "progression", 5.1, 2.0))
+    a = accepted(run(ev, asm))
+    assert a["event_date"].min() == D("2020-11-20")
+    assert "the first scan the other source also reads as progression" in a.loc[0, "rule"]
+    assert a.loc[0, "event_date"] == D("2020-11-20") and "R3" in a.loc[0, "ref_ids"]
+    # Off, confirmation dates back to the first scan as for any other preliminary call.
+    off = accepted(run(ev, asm, conflict_dated_by_the_other_source=False))
+    assert off["event_date"].min() == D("2020-09-01")
+
+
+def test_progression_is_back_dated_only_to_a_steroid_increase_shortly_before_the_scan() -> None:
+    near = accepted(run(events(("steroid", "2020-09-01", "new_course", "M1"),
+                               ("nlp", "2020-10-10", "report_progression", "R3"))))
+    assert near["event_date"].tolist() == [D("2020-09-01")]  # 39 days before: back-dated
+    far = accepted(run(events(("steroid", "2020-08-01", "new_course", "M1"),
+                              ("nlp", "2020-10-10", "report_progression", "R3"))))
+    assert far["event_date"].tolist() == [D("2020-10-10")]  # 70 days before: corroborates only
+    assert "corroborated by a steroid increase" in far.loc[0, "rule"] and far.loc[0, "sources"] == "nlp,steroid"
