@@ -60,7 +60,8 @@ def cohort(root: Path, patients: int, seed: int, images: bool) -> Path:
     where = root / f"synth-{patients}-{seed}-{'img' if images else 'noimg'}"
     if not (where / "annotations.csv").exists():
         t = time.perf_counter()
-        _pfs("synth", str(where), "--patients", str(patients), "--seed", str(seed), *([] if images else ["--no-images"]))
+        flags = [] if images else ["--no-images"]
+        _pfs("synth", str(where), "--patients", str(patients), "--seed", str(seed), *flags)
         print(f"synthesized {where} in {time.perf_counter() - t:.0f} s")
     return where
 
@@ -113,7 +114,8 @@ def treatment_scores(out: Path, truth: Path) -> dict[str, str]:
               and abs((first[r.patient_id] - r.second_line_start_date).days) <= 7)
     never = t.loc[t["second_line_start_date"].isna(), "patient_id"]
     false = int(never.isin(first.index).sum())
-    return {"second-line starters": f"{len(starts)}", "events within 7 days": f"{hit} ({hit / max(1, len(starts)):.0%})",
+    return {"second-line starters": f"{len(starts)}",
+            "events within 7 days": f"{hit} ({hit / max(1, len(starts)):.0%})",
             "never start one": f"{len(never)}", "of them with a treatment event": f"{false}"}
 
 

@@ -45,7 +45,8 @@ def _assessments_by_patient(assessments: pd.DataFrame | None) -> dict[str, list[
 def _describe(a: Assessment) -> str:
     vol = a.get("et_volume_ml")
     extra = f" (ET {vol:.1f} mL)" if vol is not None and pd.notna(vol) else ""
-    return f"{a['source']} {a['assessment_date']:%Y-%m-%d} {a['ref_id']} read the same study as {a['assessment']}{extra}"
+    day = f"{a['assessment_date']:%Y-%m-%d}"
+    return f"{a['source']} {day} {a['ref_id']} read the same study as {a['assessment']}{extra}"
 
 
 def _conflicts(day: list[Event], date: pd.Timestamp, asm: list[Assessment], tumour: set[str],
@@ -105,7 +106,8 @@ def _confirmation(date: pd.Timestamp, day: list[Event], tumour: list[Event], asm
     for a in asm:
         if not date + cmin <= a["assessment_date"] <= date + cmax:
             continue
-        grows = a["assessment"] == "progression" or (a["assessment"] == "after_progression" and a["source"] == "imaging")
+        grows = a["assessment"] == "progression" or (
+            a["assessment"] == "after_progression" and a["source"] == "imaging")
         if a["source"] == "imaging" and floor is not None:
             grows = grows and pd.notna(a["et_volume_ml"]) and a["et_volume_ml"] >= floor
         if grows:

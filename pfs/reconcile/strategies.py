@@ -105,7 +105,8 @@ def section(settings: dict[str, Any], name: str) -> dict[str, Any]:
     if name == "vote" and cfg["min_sources"] < 1:
         raise ConfigError(f"reconcile.vote.min_sources must be at least 1, not {cfg['min_sources']!r}")
     if name == "guideline" and cfg["window_opens"] not in ("surgery", "rt_start"):
-        raise ConfigError(f"reconcile.guideline.window_opens must be 'surgery' or 'rt_start', not {cfg['window_opens']!r}")
+        raise ConfigError(
+            f"reconcile.guideline.window_opens must be 'surgery' or 'rt_start', not {cfg['window_opens']!r}")
     if name == "guideline" and cfg["confirm_min_days"] > cfg["confirm_max_days"]:
         raise ConfigError(
             "reconcile.guideline.confirm_min_days must not exceed confirm_max_days "

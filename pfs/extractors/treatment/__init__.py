@@ -126,10 +126,12 @@ def _procedure_events(procs: pd.DataFrame, patients: pd.DataFrame, rules: Treatm
     found = procs.assign(kind=kind).loc[kind.notna()]
     surgery = found["patient_id"].map(p["surgery_date"].fillna(p["diagnosis_date"]))
     rt_end = found["patient_id"].map(_first_line_end(patients, settings))
-    after_surgery = surgery.isna() | (found["procedure_date"] > surgery + pd.Timedelta(days=int(settings["first_surgery_days"])))
-    after_rt = rt_end.isna() | (found["procedure_date"] > rt_end + pd.Timedelta(days=int(settings["first_rt_days"])))
+    day = found["procedure_date"]
+    after_surgery = surgery.isna() | (day > surgery + pd.Timedelta(days=int(settings["first_surgery_days"])))
+    after_rt = rt_end.isna() | (day > rt_end + pd.Timedelta(days=int(settings["first_rt_days"])))
     # A re-resection is a surgery after the first one; it is second line only once first line has ended.
-    ok = ((found["kind"] == "re_resection") & after_surgery & after_rt) | ((found["kind"] == "re_irradiation") & after_rt)
+    ok = (((found["kind"] == "re_resection") & after_surgery & after_rt)
+          | ((found["kind"] == "re_irradiation") & after_rt))
     found = found.loc[ok].sort_values(["patient_id", "procedure_date", "procedure_id"], kind="stable")
     found = found.drop_duplicates(["patient_id", "procedure_date", "kind"])
     conf = float(settings["confidence_procedure"])
