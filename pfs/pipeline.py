@@ -27,6 +27,7 @@ from pfs.io.output import TableAppender, write_json, write_table
 from pfs.io.staging import StagedExport, stage_export
 from pfs.io.schema import INPUT_TABLES, conform
 from pfs.reconcile import build_endpoints, follow_up_dates, reconcile_events
+from pfs.reconcile.assessments import from_tables
 from pfs.settings import Config, load_config
 from pfs.sources import SourceRun, add_counts, run_source
 
@@ -62,15 +63,19 @@ def _dated_records(export: Export) -> list[pd.Series]:
 
 
 def endpoints_for(patients: pd.DataFrame, dated_records: list[pd.Series], events: pd.DataFrame, config: Config,
-                  sources: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-source and reconciled endpoints; returns (endpoints, reconciled events)."""
+                  sources: list[str], assessments: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-source and reconciled endpoints; returns (endpoints, reconciled events).
+
+    ``assessments``: what the tumour sources said about every study (pfs.reconcile.assessments).
+    """
     settings = config.section("endpoints")
     fu = follow_up_dates(patients, dated_records)
     frames = []
     for source in sources:
         ev = events.loc[events["source"] == source]
         frames.append(build_endpoints(patients, ev, source, index_date=settings["index_date"], last_followup=fu))
-    reconciled = reconcile_events(events, patients, config.section("reconcile"), index_date=settings["index_date"])
+    reconciled = reconcile_events(events, patients, config.section("reconcile"), index_date=settings["index_date"],
+                                  assessments=assessments)
     frames.append(build_endpoints(patients, reconciled, "reconciled", index_date=settings["index_date"],
                                   last_followup=fu))
     return conform(pd.concat(frames, ignore_index=True), "endpoints"), reconciled
@@ -216,7 +221,8 @@ def run_extract(
             raise
         ran = [s for s in sources if source_status[s]["status"] == "ran"]
         say("building endpoints")
-        endpoints, reconciled = endpoints_for(export.table("patients"), dated_records, events, cfg, ran)
+        assessments = from_tables({**tables, **written})
+        endpoints, reconciled = endpoints_for(export.table("patients"), dated_records, events, cfg, ran, assessments)
         tables["reconciled_events"] = reconciled
         quarantine = export.quarantine.frame()
         manifest = build_manifest(export, cfg, sources, source_status, quarantine)

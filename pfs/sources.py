@@ -226,8 +226,8 @@ def run_source(source: str, export: Export, cfg: Config, *, runner: Runner | Non
     table = spec.input_table
     pids = export.patient_ids
     files = {table: list(spec.file_columns)} if spec.file_columns else None
-    keys = patient_keys({"patients": export.table("patients"), table: export.table(table)},
-                        f"{source}|{cfg.hash}", root=export.root, path_columns=files)
+    keyed = {"patients": export.table("patients"), **{name: export.table(name) for name in spec.input_tables}}
+    keys = patient_keys(keyed, f"{source}|{cfg.hash}", root=export.root, path_columns=files)
     pieces: dict[str, PatientPiece] = {}
     for pid in pids:
         hit = cache.get(keys[pid])

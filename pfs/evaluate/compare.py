@@ -44,6 +44,13 @@ COMPARISON_COLUMNS = [
     "pct_later",
     "pct_within_30d",
     "pct_within_60d",
+    "n_reference_progressed",
+    "ref_within_15d",
+    "ref_within_30d",
+    "ref_within_60d",
+    "ref_early_60d",
+    "ref_late_60d",
+    "lag_mean_abs_days",
     "km_median_days",
     "km_median_lower_days",
     "km_median_upper_days",
@@ -214,6 +221,32 @@ def lag_metrics(lag_days: pd.Series) -> dict[str, float]:
     }
 
 
+#: The field scores a progression date as the share of reference progressors dated within ±15 and ±30
+#: days; more than 60 days early or late are the tails a median lag hides.
+TAIL_DAYS = 60
+
+
+def reference_date_metrics(lag_days: pd.Series, n_reference: int) -> dict[str, float]:
+    """Shares of the reference progressors (``n_reference``) by the lag of this method's date.
+
+    ``lag_days`` holds method minus manual date for the reference progressors the method also calls
+    progressed; a progressor it misses counts in the denominator only (neither within nor early nor late).
+    """
+    lag = pd.to_numeric(lag_days, errors="coerce").dropna().astype(float)
+    def share(mask: pd.Series) -> float:
+        return _ratio(int(mask.sum()), n_reference)
+
+    return {
+        "n_reference_progressed": int(n_reference),
+        "ref_within_15d": share(lag.abs() <= 15),
+        "ref_within_30d": share(lag.abs() <= 30),
+        "ref_within_60d": share(lag.abs() <= TAIL_DAYS),
+        "ref_early_60d": share(lag < -TAIL_DAYS),
+        "ref_late_60d": share(lag > TAIL_DAYS),
+        "lag_mean_abs_days": float(lag.abs().mean()) if len(lag) else math.nan,
+    }
+
+
 def logrank(
     durations_a: pd.Series, events_a: pd.Series, durations_b: pd.Series, events_b: pd.Series
 ) -> tuple[float, float]:
@@ -257,14 +290,17 @@ def method_row(method: str, ep: pd.DataFrame, manual: pd.DataFrame, curve: Any =
     if method == "manual":
         row.update({k: math.nan for k in ("sensitivity", "specificity", "ppv", "npv", "kappa")})
         row.update(lag_metrics(pd.Series(dtype=float)))
+        # the reference against itself: no lag to score
+        row.update({k: math.nan for k in reference_date_metrics(pd.Series(dtype=float), 0)})
+        row["n_reference_progressed"] = int(m["progressed_manual"].sum())
         row.update(km_summary(curve))
         row.update({"logrank_statistic": math.nan, "logrank_p": math.nan, "c_index": math.nan})
         return row
     row.update(status_metrics(m["progressed"], m["progressed_manual"]))
     both = (m["progressed"] == 1) & (m["progressed_manual"] == 1)
-    row.update(
-        lag_metrics((m.loc[both, "progression_date"] - m.loc[both, "progression_date_manual"]).dt.days)
-    )
+    lags = (m.loc[both, "progression_date"] - m.loc[both, "progression_date_manual"]).dt.days
+    row.update(lag_metrics(lags))
+    row.update(reference_date_metrics(lags, int((m["progressed_manual"] == 1).sum())))
     row.update(km_summary(curve))
     stat, p = logrank(m["pfs_days"], m["pfs_event"], m["pfs_days_manual"], m["pfs_event_manual"])
     row.update(
@@ -293,6 +329,7 @@ def comparison_table(endpoints: pd.DataFrame, annotations: pd.DataFrame, *, manu
     out["n"] = out["n"].astype("int64")
     out["n_progressed"] = out["n_progressed"].astype("int64")
     out["n_lag"] = out["n_lag"].astype("int64")
+    out["n_reference_progressed"] = out["n_reference_progressed"].astype("int64")
     return out
 
 
@@ -313,7 +350,8 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
             "mean lag (mo)": table.apply(
                 lambda r: "ref" if r["method"] == "manual" else _signed(r["lag_mean_months"]), axis=1
             ),
-            "within ±60 d": table["pct_within_60d"].map(pct),
+            "ref ±30 d": table["ref_within_30d"].map(pct),
+            ">60 d early": table["ref_early_60d"].map(pct),
             "sens": table["sensitivity"].map(pct),
             "spec": table["specificity"].map(pct),
             "PPV": table["ppv"].map(pct),
@@ -384,6 +422,23 @@ def to_markdown(table: pd.DataFrame, notes: list[str] | None = None) -> str:
             f"| {r['method']} | {r['n_lag']} | {_signed(r['lag_median_days'])} | "
             f"{_signed(r['lag_mean_days'])} | {iqr} | {_pct(r['pct_earlier'])} | {_pct(r['pct_later'])} | "
             f"{_pct(r['pct_within_30d'])} | {_pct(r['pct_within_60d'])} |"
+        )
+    lines += [
+        "",
+        "## Dates of the reference progressors",
+        "",
+        "Share of the patients the manual reference calls progressed (a progressor the method misses counts "
+        "as not dated), by |method date − manual date|; the tails are what a median lag hides.",
+        "",
+        "| method | reference progressors | within ±15 d | within ±30 d | within ±60 d | > 60 d early | "
+        "> 60 d late | mean absolute lag (d) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for _, r in table.loc[table["method"] != "manual"].iterrows():
+        lines.append(
+            f"| {r['method']} | {r['n_reference_progressed']} | {_pct(r['ref_within_15d'])} | "
+            f"{_pct(r['ref_within_30d'])} | {_pct(r['ref_within_60d'])} | {_pct(r['ref_early_60d'])} | "
+            f"{_pct(r['ref_late_60d'])} | {_num(r['lag_mean_abs_days'], 0)} |"
         )
     lines += [
         "",

@@ -30,6 +30,9 @@ class Role(StrEnum):
     TUMOUR = "tumour"
     #: a clinical signal only (RANO: a steroid increase alone is not progression)
     CLINICAL = "clinical"
+    #: a treatment decision (a next line of therapy): specific for progression but late; it confirms a
+    #: tumour event and dates progression only when no tumour event precedes it
+    TREATMENT = "treatment"
 
 
 class WorkUnit(StrEnum):
@@ -62,6 +65,13 @@ class SourceSpec:
     unit: WorkUnit = WorkUnit.PATIENTS
     #: columns of ``input_table`` naming files it reads (their size and mtime join the cache key)
     file_columns: tuple[str, ...] = ()
+    #: further optional input tables it reads when the export has them (they join the cache key)
+    extra_tables: tuple[str, ...] = ()
+
+    @property
+    def input_tables(self) -> tuple[str, ...]:
+        """Every input table the source reads: ``input_table`` first."""
+        return (self.input_table, *self.extra_tables)
 
 
 #: The registry, in the order the reference study reports the sources.
@@ -75,6 +85,8 @@ SOURCES: dict[str, SourceSpec] = {
         SourceSpec("imaging", "pfs.extractors.imaging", "imaging", "study_date", ("volumes", "series"),
                    Role.TUMOUR, "MRI volumetry", "#1b9e77", unit=WorkUnit.STUDIES,
                    file_columns=("path", "mask_path")),
+        SourceSpec("treatment", "pfs.extractors.treatment", "medications", "order_date", (),
+                   Role.TREATMENT, "Next-line therapy", "#e7298a", extra_tables=("procedures",)),
     )
 }
 

@@ -22,7 +22,7 @@ from pfs.io.quarantine import Quarantine
 if TYPE_CHECKING:  # pyarrow is imported on first use: `pfs --help` must stay instant
     import pyarrow as pa
 
-INPUT_TABLES = ("patients", "medications", "reports", "imaging", "annotations")
+INPUT_TABLES = ("patients", "medications", "reports", "imaging", "procedures", "annotations")
 OUTPUT_TABLES = ("events", "endpoints", "quarantine")
 _FIELD_KEYS = {"name", "type", "format", "constraints", "description", "title", "pfsPath", "example"}
 _CONSTRAINT_KEYS = {"required", "unique", "enum", "minimum", "maximum", "minLength", "maxLength", "pattern"}

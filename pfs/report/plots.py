@@ -312,15 +312,28 @@ def lag_plot(endpoints: pd.DataFrame, manual: pd.DataFrame | None, ax: Any = Non
     ax.axhspan(-60, 60, color="#2ecc71", alpha=0.06, label="±60 days")
     ax.axhline(0, color="black", linewidth=0.8)
     data = [lag.loc[lag["method"] == m, "lag_days"].to_numpy() for m in methods]
+    low = min(-90.0, *(float(v.min()) for v in data if len(v)))
+    high = max(90.0, *(float(v.max()) for v in data if len(v)))
+    # The tails a median hides: dates more than 60 days off, shaded and counted per method.
+    ax.axhspan(low - 30, -60, color="#e74c3c", alpha=0.07, label="> 60 days early / late")
+    ax.axhspan(60, high + 30, color="#e74c3c", alpha=0.07)
     ax.boxplot(data, positions=range(len(methods)), widths=0.5, showfliers=False)
     rng = np.random.default_rng(0)  # jitter only; seeded so the figure is the same every run
+    n_ref = int((manual["progressed"] == 1).sum()) if "progressed" in manual else 0
     for i, (m, values) in enumerate(zip(methods, data, strict=True)):
         ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=14, alpha=0.7, color=COLOURS.get(m))
+        for count, y, va, what in ((int((values < -60).sum()), low - 25, "bottom", "early"),
+                                   (int((values > 60).sum()), high + 25, "top", "late")):
+            share = f" ({count / n_ref:.0%})" if n_ref else ""
+            ax.text(i, y, f"{count} {what}{share}", ha="center", va=va, fontsize=7, color="#c0392b")
+    ax.set_ylim(low - 30, high + 30)
     ax.set_xticks(range(len(methods)))
     ax.set_xticklabels([f"{m}\n(n={len(v)})" for m, v in zip(methods, data, strict=True)])
     ax.set_ylabel("method date − manual date (days)\nnegative = earlier than the guideline")
+    if n_ref:
+        ax.set_xlabel(f"counts > 60 days early / late; shares of the {n_ref} reference progressors")
     ax.set_title("Lag of the progression date against the manual reference")
-    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return ax
 

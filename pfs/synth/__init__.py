@@ -4,7 +4,8 @@ Output layout::
 
     OUT/export/          the native export (patients, medications, reports, imaging [+ images/])
     OUT/annotations.csv  the manual reference: RANO applied to the truth with rater variability
-    OUT/truth/           true progression dates, volumes per study, labels per report (+ masks/)
+    OUT/truth/           true progression dates, volumes per study, labels per report, start of the
+                         second line of treatment (+ masks/)
 
 The course of each patient is simulated first (:mod:`pfs.synth.course`); each generator then
 renders it with its own seeded stream, so the same seed gives the same bytes.
@@ -103,6 +104,32 @@ def truth_frames(courses: list[PatientCourse]) -> dict[str, pd.DataFrame]:
     return {"truth_patients": patients, "truth_scans": scans}
 
 
+#: What ``pfs synth`` orders as a second line at progression (the ``detail`` of its truth rows).
+SECOND_LINE_DRUGS = ("bevacizumab", "lomustine", "irinotecan")
+
+
+def second_line_frame(courses: list[PatientCourse], meds: pd.DataFrame, med_truth: pd.DataFrame) -> pd.DataFrame:
+    """Per patient, the start of the second line as written in the export (blank when none started).
+
+    Read back from the rendered orders, so it is the date the export shows (orders after the end of
+    follow-up are never written), not the date the planner drew.
+    """
+    second = med_truth.loc[med_truth["detail"].isin(SECOND_LINE_DRUGS), ["medication_id", "detail"]]
+    second = second.merge(meds[["medication_id", "order_date"]], on="medication_id")
+    second = second.merge(med_truth[["medication_id", "patient_id"]], on="medication_id")
+    first = second.sort_values(["order_date", "medication_id"]).drop_duplicates("patient_id").set_index("patient_id")
+    rows = []
+    for c in courses:
+        start = first["order_date"].get(c.patient_id, "")
+        lag = ""
+        if start and c.rano_progression_date is not None:
+            lag = str((pd.Timestamp(start) - pd.Timestamp(c.rano_progression_date)).days)
+        rows.append({"patient_id": c.patient_id, "second_line_start_date": start,
+                     "second_line_drug": first["detail"].get(c.patient_id, ""),
+                     "days_after_rano_progression": lag})
+    return pd.DataFrame(rows)
+
+
 def synthesize(out: Path | str, patients: int = 20, seed: int = 0, *, images: bool = True,
                faults: bool = False, progress=None) -> SynthResult:
     """Write a synthetic cohort of ``patients`` patients to ``out`` (see the module docstring)."""
@@ -120,6 +147,7 @@ def synthesize(out: Path | str, patients: int = 20, seed: int = 0, *, images: bo
     med_rows, med_truth = medications.split_truth(medications.generate(courses, seed))
     write_table(med_rows, export / "medications.csv")
     write_table(med_truth, truth / "truth_medications.csv")
+    write_table(second_line_frame(courses, med_rows, med_truth), truth / "truth_treatment.csv")
     say("reports")
     report_rows, report_truth = reports.generate(courses, seed)
     write_table(report_rows, export / "reports.csv")

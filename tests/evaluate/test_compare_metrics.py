@@ -216,3 +216,19 @@ def test_terminal_summary_is_compact_and_formatted(out_dir: Path) -> None:
     s = summary(compare(out_dir, out_dir / "annotations.csv")).set_index("method")
     assert s.loc["nlp", "progression"] == "67%" and s.loc["nlp", "mean lag (mo)"] == "+0.3"
     assert s.loc["manual", "mean lag (mo)"] == "ref" and s.loc["nlp", "kappa"] == "0.25"
+
+
+def test_reference_progressor_shares_count_misses_in_the_denominator_and_show_both_tails() -> None:
+    from pfs.evaluate.compare import reference_date_metrics
+
+    # 10 reference progressors; the method dates 8 of them: lags -200, -61, -60, -20, 0, 15, 16, 90 days.
+    lags = pd.Series([-200, -61, -60, -20, 0, 15, 16, 90])
+    m = reference_date_metrics(lags, 10)
+    assert m["n_reference_progressed"] == 10
+    assert m["ref_within_15d"] == pytest.approx(2 / 10)  # 0 and 15
+    assert m["ref_within_30d"] == pytest.approx(4 / 10)
+    assert m["ref_within_60d"] == pytest.approx(5 / 10)  # -60 is within, -61 is not
+    assert m["ref_early_60d"] == pytest.approx(2 / 10) and m["ref_late_60d"] == pytest.approx(1 / 10)
+    assert m["lag_mean_abs_days"] == pytest.approx((200 + 61 + 60 + 20 + 0 + 15 + 16 + 90) / 8)
+    empty = reference_date_metrics(pd.Series(dtype=float), 0)
+    assert math.isnan(empty["ref_within_30d"]) and math.isnan(empty["lag_mean_abs_days"])

@@ -32,6 +32,9 @@ def test_report_is_self_contained_and_escapes_evidence(out_dir: Path, tmp_path: 
     assert doc.count("<details>") == 8
     assert "back-dated to the steroid increase" in doc and "Report labels" in doc
     assert "steroid-only signal" in doc  # P6's prednisone burst, set aside
+    # The comparison shows the tails of the date lag that a median hides.
+    for column in ("progressors within ±15 d", "progressors within ±30 d", "&gt; 60 d early", "&gt; 60 d late"):
+        assert column in doc, column
     # The quarantine summary groups by reason.
     assert "value below minimum 0" in doc and "unparseable date" in doc
 

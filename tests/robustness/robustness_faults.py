@@ -467,7 +467,9 @@ CASES: tuple[FaultCase, ...] = (
                             ("volumes", "*", ""))),
     FaultCase("no_medications_table", "missing optional table", remove_table("medications"),
               notes=("table 'medications' not present",),
+              # steroid and treatment (next-line therapy) both read medications
               not_compared=(("events", "source", "steroid"), ("endpoints", "method", "steroid"),
+                            ("events", "source", "treatment"), ("endpoints", "method", "treatment"),
                             ("endpoints", "method", "reconciled"), ("reconciled_events", "*", ""),
                             ("steroid_daily", "*", ""), ("steroid_courses", "*", ""))),
     # --- missing required column / table ---

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from robustness_export import PATIENT_TABLES, copy_export, extract_cli, read_output
 from robustness_faults import CASES, FAULT_CLASSES, AllRowsOf, FaultCase
+from pfs.extractors import SOURCES
 
 #: ``--strict`` is checked on the first case of each class that quarantines (the message is the same per class).
 STRICT_CASES = {next(c.name for c in CASES if c.fault_class == k and c.quarantine)
@@ -31,13 +32,12 @@ def test_every_fault_class_of_the_issue_has_cases() -> None:
 
 def test_clean_run_quarantines_nothing_and_every_source_ran(clean) -> None:
     assert clean.result.quarantine.empty, clean.result.quarantine
-    assert {s: v["status"] for s, v in clean.result.manifest["sources"].items()} == {
-        "steroid": "ran", "nlp": "ran", "imaging": "ran"}
+    assert {s: v["status"] for s, v in clean.result.manifest["sources"].items()} == {s: "ran" for s in SOURCES}
     # Each table the faults touch has rows of the patients they touch, or the comparison proves nothing.
     # Per-source tables are written bucket by bucket as the run goes, not held in memory.
     volumes = pd.read_csv(clean.result.table_files["volumes"], dtype=str)
     assert set(volumes["patient_id"]) == {"P0001", "P0003", "P0005"} and len(volumes) == 9
-    assert set(clean.result.events["source"]) == {"steroid", "nlp", "imaging"}
+    assert set(clean.result.events["source"]) == set(SOURCES)
 
 
 def _expected_rows(case: FaultCase, labels: dict[str, int], clean_export: Path) -> list[tuple]:

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from robustness_export import copy_export, digest
 
+from pfs.extractors import SOURCES
 from pfs.pipeline import run_extract
 from pfs.settings import load_config
 
@@ -45,9 +46,10 @@ def test_cutting_the_cohort_into_single_patient_batches_changes_no_output(clean,
 def test_a_rerun_reuses_every_patient_and_writes_the_same_bytes(clean, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     first = run_extract(clean.export, tmp_path / "a", config=clean.config, cache_dir=cache)
-    assert first.cache == {"reused": 0, "stored": 8 * 3}  # 8 patients x steroid, nlp, imaging
+    n = len(SOURCES)  # 8 patients x steroid, nlp, imaging, treatment
+    assert first.cache == {"reused": 0, "stored": 8 * n}
     second = run_extract(clean.export, tmp_path / "b", config=clean.config, cache_dir=cache)
-    assert second.cache == {"reused": 8 * 3, "stored": 0}
+    assert second.cache == {"reused": 8 * n, "stored": 0}
     assert digest(tmp_path / "b") == digest(tmp_path / "a") == digest(clean.out)
 
 
@@ -61,7 +63,9 @@ def test_a_changed_prescription_recomputes_only_that_patient_s_steroid_result(cl
     meds.loc[row, "dose"] = str(float(meds.loc[row, "dose"]) * 2)  # a dexamethasone order at twice the dose
     meds.to_csv(export / "medications.csv", index=False)
     again = run_extract(export, tmp_path / "b", config=clean.config, cache_dir=cache)
-    assert again.cache == {"reused": 8 * 3 - 1, "stored": 1}
+    # Medications are the input of two sources (steroid and treatment): both recompute that patient.
+    readers = sum("medications" in spec.input_tables for spec in SOURCES.values())
+    assert again.cache == {"reused": 8 * len(SOURCES) - readers, "stored": readers}
     run_extract(export, tmp_path / "c", config=clean.config)  # no cache: everything computed afresh
     assert _csvs(tmp_path / "b") == _csvs(tmp_path / "c")
     daily_b = pd.read_csv(tmp_path / "b" / "steroid_daily.csv", dtype=str)
@@ -85,7 +89,7 @@ def test_a_run_killed_midway_resumes_to_byte_identical_outputs(clean, tmp_path: 
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = list(cache.rglob("*.pkl"))
-    assert 0 < len(done) < 8 * 3, "the kill must land in the middle of the run"
+    assert 0 < len(done) < 8 * len(SOURCES), "the kill must land in the middle of the run"
     assert not (out / "manifest.json").exists()  # an interrupted run never looks finished
 
     resumed = run_extract(clean.export, out, config=config, cache_dir=cache)
@@ -124,7 +128,7 @@ def test_a_patient_the_extractor_crashes_on_is_quarantined_and_the_others_go_on(
     # A crash is not cached: once the extractor works again, the victim is computed and nothing else.
     monkeypatch.setattr(steroid, "extract", original)
     again = run_extract(clean.export, tmp_path / "again", config=clean.config, cache_dir=tmp_path / "cache")
-    assert again.cache == {"reused": 8 * 3 - 1, "stored": 1}
+    assert again.cache == {"reused": 8 * len(SOURCES) - 1, "stored": 1}
     assert _csvs(tmp_path / "again") == _csvs(clean.out)
 
 
@@ -136,7 +140,7 @@ def test_an_existing_scheduler_is_used_and_progress_counts_every_patient_and_stu
         run_extract(clean.export, tmp_path / "out", config=clean.config, scheduler=cluster.scheduler_address,
                     on_progress=lambda label, done, total: seen.__setitem__(label, (done, total)))
     assert digest(tmp_path / "out") == digest(clean.out)
-    assert seen == {"steroid": (8, 8), "nlp": (8, 8), "imaging": (8, 8), "MRI studies": (9, 9)}
+    assert seen == {**{s: (8, 8) for s in SOURCES}, "MRI studies": (9, 9)}
 
 
 def test_streaming_in_buckets_of_three_patients_and_small_read_batches_changes_no_output(
@@ -159,8 +163,8 @@ def test_streaming_in_buckets_of_three_patients_and_small_read_batches_changes_n
     for key in ("tables", "sources", "inputs", "quarantine_rows", "outputs"):
         assert manifest[key] == clean_manifest[key], key
     # Progress counts every patient and study once over the three buckets, against totals known from the start.
-    assert seen == {"steroid": (8, 8), "nlp": (8, 8), "imaging": (8, 8), "MRI studies": (9, 9)}
-    assert totals == {"steroid": {8}, "nlp": {8}, "imaging": {8}, "MRI studies": {9}}
+    assert seen == {**{s: (8, 8) for s in SOURCES}, "MRI studies": (9, 9)}
+    assert totals == {**{s: {8} for s in SOURCES}, "MRI studies": {9}}
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == []  # the staged rows are gone
 
 

@@ -317,3 +317,23 @@ def test_rule_file_with_unknown_key_is_rejected():
     bad["forms"]["hc_cream"]["regimens"][0]["frequency"] = "q5h"
     with pytest.raises(RuleFileError, match="q5h"):
         validate_rules(bad)
+
+
+def test_second_line_truth_is_the_first_second_line_order_of_the_export_after_progression(cohort, meds):
+    from pfs.synth import second_line_frame
+    from pfs.synth.medications import split_truth
+
+    rows, truth = split_truth(meds)
+    second = second_line_frame(cohort, rows, truth).set_index("patient_id")
+    assert list(second.index) == [c.patient_id for c in cohort]
+    started = second.loc[second["second_line_start_date"] != ""]
+    assert len(started) > 0
+    for pid, r in started.iterrows():
+        course = next(c for c in cohort if c.patient_id == pid)
+        orders = rows.merge(truth[["medication_id", "detail"]], on="medication_id")
+        own = orders.loc[(orders["patient_id"] == pid) & orders["detail"].isin(["bevacizumab", "lomustine"])]
+        assert r["second_line_start_date"] == own["order_date"].min()
+        # days to weeks after the RANO progression of the course
+        assert course.rano_progression_date is not None and 14 <= int(r["days_after_rano_progression"]) <= 60
+    never = second.loc[second["second_line_start_date"] == ""]
+    assert (never["second_line_drug"] == "").all()
