@@ -70,3 +70,7 @@ def test_registry_module_imports_nothing_heavy() -> None:
     code = "import sys, pfs.extractors, pfs.vocab; print(sorted({'pandas','spacy','torch'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_every_method_has_its_own_colour() -> None:
+    assert len(set(COLOURS.values())) == len(COLOURS)

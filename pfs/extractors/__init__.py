@@ -86,7 +86,7 @@ SOURCES: dict[str, SourceSpec] = {
                    Role.TUMOUR, "MRI volumetry", "#1b9e77", unit=WorkUnit.STUDIES,
                    file_columns=("path", "mask_path")),
         SourceSpec("treatment", "pfs.extractors.treatment", "medications", "order_date", (),
-                   Role.TREATMENT, "Next-line therapy", "#e7298a", extra_tables=("procedures",)),
+                   Role.TREATMENT, "Next-line therapy", "#66a61e", extra_tables=("procedures",)),
     )
 }
 
