@@ -21,6 +21,7 @@ import pandas as pd
 from pfs.exceptions import ConfigError
 from pfs.extractors import ExtractorResult, built_once, count_per_patient, totals
 from pfs.extractors.imaging.loading import ImagingInputError, load_study, write_mask
+from pfs.extractors.imaging.longitudinal import follow_lesions
 from pfs.extractors.imaging.rano import RanoParams, assess
 from pfs.extractors.imaging.segmenters import SEGMENTERS, SegmentFn, sequences_needed
 from pfs.extractors.imaging.segmenters.base import Lesion
@@ -29,9 +30,10 @@ from pfs.io.schema import conform
 
 log = logging.getLogger(__name__)
 
-VOLUME_COLUMNS = ["patient_id", "study_id", "study_date", "et_volume_ml", "flair_volume_ml", "n_lesions",
-                  "segmenter", "qc_flags", "rano_state", "nadir_ml", "change_vs_nadir_pct", "voxel_ml",
-                  "sequences"]
+VOLUME_COLUMNS = ["patient_id", "study_id", "study_date", "et_volume_ml", "et_volume_low_ml", "et_volume_high_ml",
+                  "flair_volume_ml", "n_lesions", "segmenter", "qc_flags", "rano_state", "nadir_ml",
+                  "change_vs_nadir_pct", "change_within_uncertainty", "voxel_ml", "sequences"]
+_RANO_COLUMNS = ("rano_state", "nadir_ml", "change_vs_nadir_pct", "change_within_uncertainty")
 
 
 @dataclass
@@ -53,6 +55,7 @@ class StudyOutcome:
     volume: dict[str, Any] | None
     lesions: list[Lesion]
     quarantine: list[dict]
+    faint: list[Lesion] = field(default_factory=list)
 
 
 def _safe(name: str) -> str:
@@ -93,6 +96,8 @@ def _process(job: StudyJob, segment: SegmentFn, cfg: dict[str, Any], name: str) 
     volume = {
         "patient_id": job.patient_id, "study_id": job.study_id, "study_date": job.study_date,
         "et_volume_ml": round(seg.et_volume_ml, 3),
+        "et_volume_low_ml": None if seg.et_volume_low_ml is None else round(seg.et_volume_low_ml, 3),
+        "et_volume_high_ml": None if seg.et_volume_high_ml is None else round(seg.et_volume_high_ml, 3),
         "flair_volume_ml": None if seg.flair_volume_ml is None else round(seg.flair_volume_ml, 3),
         "n_lesions": len(seg.lesions), "segmenter": name, "qc_flags": ";".join(flags),
         "voxel_ml": round(images.grid.voxel_ml, 6),
@@ -106,7 +111,7 @@ def _process(job: StudyJob, segment: SegmentFn, cfg: dict[str, Any], name: str) 
         write_mask(seg.et, images.reference, out / f"{stem}_et.nii.gz")
         qc_png(images.t1c, seg.et, images.grid.spacing_zyx, out / f"{stem}_qc.png",
                title=f"{stem}: ET {seg.et_volume_ml:.2f} mL ({name})", flair_mask=seg.flair)
-    return StudyOutcome(job, volume, seg.lesions, quarantine)
+    return StudyOutcome(job, volume, seg.lesions, quarantine, faint=seg.faint_lesions)
 
 
 def process_study(task: tuple[StudyJob, dict[str, Any]]) -> StudyOutcome:
@@ -168,17 +173,18 @@ def extract(export, config, run_studies: Callable[[list[StudyJob], dict[str, Any
     jobs = study_jobs(export)
     outcomes = (run_studies or run_jobs)(jobs, cfg)
     volumes = pd.DataFrame([o.volume for o in outcomes if o.volume is not None],
-                           columns=[c for c in VOLUME_COLUMNS if c not in ("rano_state", "nadir_ml",
-                                                                           "change_vs_nadir_pct")])
+                           columns=[c for c in VOLUME_COLUMNS if c not in _RANO_COLUMNS])
     lesions = {o.job.study_id: o.lesions for o in outcomes if o.volume is not None}
+    faint = {o.job.study_id: o.faint for o in outcomes if o.volume is not None}
     quarantine = pd.DataFrame([r for o in outcomes for r in o.quarantine], columns=QUARANTINE_COLUMNS)
     quarantine["row"] = quarantine["row"].astype("int64")
     if volumes.empty:
         events = pd.DataFrame(columns=["patient_id", "source", "event_date", "kind", "ref_id", "evidence",
                                        "value", "confidence"])
-        states = pd.DataFrame(columns=["study_id", "rano_state", "nadir_ml", "change_vs_nadir_pct"])
+        states = pd.DataFrame(columns=["study_id", *_RANO_COLUMNS])
     else:
         volumes["study_date"] = pd.to_datetime(volumes["study_date"])
+        volumes, lesions = follow_lesions(volumes, lesions, faint, rano_params.follow_mm)
         events, states = assess(volumes, lesions, export.table("patients"), rano_params)
     volumes = volumes.merge(states, on="study_id", how="left")
     volumes = conform(volumes[VOLUME_COLUMNS], "volumes").sort_values(
