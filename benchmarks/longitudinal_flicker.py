@@ -5,7 +5,9 @@ eight follow-up scans (no progression), runs the imaging extractor and prints pe
 et_volume_ml series (with et_volume_low_ml..et_volume_high_ml where the code reports them), how often
 a measurement flips between < 0.3 mL and >= 0.3 mL, and every progression event (all are false).
 
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/longitudinal_flicker.py [--patients 4] [--seed 3] [--out DIR]
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/longitudinal_flicker.py [--patients 4] [--seed 3] [--ml 1.3] [--out DIR]
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/longitudinal_flicker.py --phantom --out DIR   # rim near threshold
+    PYTHONPATH=OLD_TREE .venv/bin/python benchmarks/longitudinal_flicker.py --reuse --out DIR  # same export, old code
 """
 
 from __future__ import annotations
@@ -43,6 +45,33 @@ def build(out: Path, patients: int, seed: int, args_ml: float = 1.3) -> Path:
     return export
 
 
+#: Peak enhancement of the residual's rim on eight scans (multiples of white matter): the first clearly
+#: enhancing, the others varying around the confident threshold as contrast timing and dose vary.
+PHANTOM_RIMS = (1.75, 1.38, 1.5, 1.36, 1.48, 1.4, 1.52, 1.37)
+
+
+def build_phantoms(out: Path, seed: int) -> Path:
+    """One patient, eight scans of the test-suite phantom head with a ~1.1 mL rim (tests/extractors/imaging/conftest.py)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "extractors" / "imaging"))
+    from conftest import make_phantom
+
+    export = out / "export"
+    rows = []
+    for k, rim in enumerate(PHANTOM_RIMS):
+        sid, day = f"S{k + 1}", f"2021-{k + 1:02d}-15"
+        ph = make_phantom(export / "images", sid, ring_t1c=rim, lesion_r=7.0, vessel=False, seed=seed + k)
+        for seq, path in (("T1C", ph.t1c), ("FLAIR", ph.flair), ("T1", ph.t1)):
+            rows.append(f"P1,{sid},{day},{seq},{path.relative_to(export)},")
+    (export / "patients.csv").write_text(
+        "patient_id,diagnosis_date,surgery_date,rt_start_date,rt_end_date,last_followup_date,death_date\n"
+        "P1,2020-09-01,2020-09-10,2020-10-10,2020-11-20,2021-10-01,\n")
+    (export / "imaging.csv").write_text("patient_id,study_id,study_date,sequence,path,mask_path\n"
+                                        + "\n".join(rows) + "\n")
+    return export
+
+
 def write_table(frame, path):
     frame.to_csv(path, index=False)
 
@@ -54,9 +83,16 @@ def main() -> int:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--ml", type=float, default=1.3, help="true residual volume (mL)")
     ap.add_argument("--reuse", action="store_true", help="use an export already built in --out")
+    ap.add_argument("--phantom", action="store_true",
+                    help="the test-suite phantom with a rim enhancing around the threshold (PHANTOM_RIMS)")
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="pfs_flicker_"))
-    export = out / "export" if args.reuse else build(out, args.patients, args.seed, args.ml)
+    if args.reuse:
+        export = out / "export"
+    elif args.phantom:
+        export = build_phantoms(out, args.seed)
+    else:
+        export = build(out, args.patients, args.seed, args.ml)
 
     from pfs.extractors.imaging import extract
     from pfs.io.export import load_export
