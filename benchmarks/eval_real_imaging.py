@@ -19,7 +19,6 @@ import argparse
 import csv
 import statistics
 import sys
-import os
 import time
 from pathlib import Path
 
@@ -122,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     print("all:  ", summary(rows))
     print("tune: ", summary([r for r in rows if r["part"] == "tune"]))
     print("check:", summary([r for r in rows if r["part"] == "check"]))
-    print(f"segment seconds per study: median {statistics.median(r['sec'] for r in rows):.2f}, "
+    print(f"segment CPU seconds per study: median {statistics.median(r['sec'] for r in rows):.2f}, "
           f"max {max(r['sec'] for r in rows):.2f}")
     return 0
 

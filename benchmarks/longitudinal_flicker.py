@@ -51,7 +51,7 @@ PHANTOM_RIMS = (1.75, 1.38, 1.5, 1.36, 1.48, 1.4, 1.52, 1.37)
 
 
 def build_phantoms(out: Path, seed: int) -> Path:
-    """One patient, eight scans of the test-suite phantom head with a ~1.1 mL rim (tests/extractors/imaging/conftest.py)."""
+    """One patient, eight scans of the test-suite phantom head (tests/.../conftest.py), a ~1.1 mL rim."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "extractors" / "imaging"))
