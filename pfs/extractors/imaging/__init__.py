@@ -3,7 +3,8 @@
 Per study the T1C (required) and the sequences the segmenter needs are read onto the T1C grid
 (:mod:`.loading`), the enhancing tumour is segmented by the configured segmenter (:mod:`.segmenters`),
 volumes come from the header spacing, and each patient's series of volumes is read with volumetric
-RANO 2.0 (:mod:`.rano`). A study that cannot be read goes to the quarantine with the reason; every
+RANO 2.0 (:mod:`.rano`) after faint lesions at the place of an earlier scan's lesion are counted
+(:mod:`.longitudinal`; studies run as independent tasks, so this uses only what each study recorded). A study that cannot be read goes to the quarantine with the reason; every
 other study goes on.
 """
 

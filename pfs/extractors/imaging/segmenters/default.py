@@ -3,11 +3,17 @@
 The idea a neuroradiologist would recognise: enhancing tumour is tissue that is clearly brighter after
 gadolinium than normal white matter (or than itself before gadolinium, when a pre-contrast T1 exists),
 that lies inside the brain rather than on its surface (dura), that is thicker than a vessel, and that
-sits in abnormal (oedematous) FLAIR tissue rather than in CSF (choroid plexus). Every number is a
-parameter in ``pfs/config/imaging.toml`` with its rationale.
+sits in abnormal (oedematous) FLAIR tissue rather than in CSF (choroid plexus), and that is about as
+FLAIR-bright as the study's tumour itself (vessels and sinuses are not). Such components are confident
+seeds; the fainter rim around them (partial volume, slower uptake) is grown into within a few mm where
+it still enhances. Enhancement that reaches only a lenient threshold is returned apart as *faint
+lesions* (for the patient's next scans, see :mod:`..longitudinal`), and the volume at stricter and
+more lenient thresholds is the measurement uncertainty. Every number is a parameter in
+``pfs/config/imaging.toml`` with its rationale; developed against real labelled BraTS 2018 studies
+(``benchmarks/eval_real_imaging.py``).
 
 Work is done on the bounding box of the head and the brain mask on a coarse grid, which keeps one
-240 x 240 x 155 volume well under a second of CPU.
+240 x 240 x 155 volume at about a second of CPU.
 """
 
 from __future__ import annotations
