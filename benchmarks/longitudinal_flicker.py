@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 
-def build(out: Path, patients: int, seed: int, args_ml: float = 1.3) -> Path:
+def build(out: Path, patients: int, seed: int, args_ml: float = 1.3, scanner: int | None = None,
+          no_t1: bool = False) -> Path:
     from pfs.synth import mri, patients_frame
     from pfs.synth.course import simulate_cohort
 
@@ -33,7 +34,8 @@ def build(out: Path, patients: int, seed: int, args_ml: float = 1.3) -> Path:
         scans = tuple(dataclasses.replace(
             template, study_id=f"{c.patient_id}_S{k + 1}", date=first + timedelta(days=60 * k), phase="follow_up",
             et_volume_ml=round(args_ml + float(rng.normal(0, 0.05)), 3), flair_volume_ml=12.0, distant_lesion_ml=0.0,
-            pseudo=False, scanner=int(rng.integers(0, 8)), has_t1=bool(rng.random() < 0.5)) for k in range(8))
+            pseudo=False, scanner=int(rng.integers(0, 8)) if scanner is None else scanner,
+            has_t1=bool(rng.random() < 0.5) and not no_t1) for k in range(8))
         courses.append(dataclasses.replace(c, scans=scans, true_progression_date=None, rano_progression_date=None,
                                            progression_type=None, pseudoprogression=False,
                                            last_followup_date=scans[-1].date + timedelta(days=30), death_date=None))
@@ -82,6 +84,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--ml", type=float, default=1.3, help="true residual volume (mL)")
+    ap.add_argument("--scanner", type=int, help="every scan on this scanner of pfs/rules/synth_mri.json")
+    ap.add_argument("--no-t1", action="store_true", help="no pre-contrast T1 on any scan")
     ap.add_argument("--reuse", action="store_true", help="use an export already built in --out")
     ap.add_argument("--phantom", action="store_true",
                     help="the test-suite phantom with a rim enhancing around the threshold (PHANTOM_RIMS)")
@@ -92,7 +96,7 @@ def main() -> int:
     elif args.phantom:
         export = build_phantoms(out, args.seed)
     else:
-        export = build(out, args.patients, args.seed, args.ml)
+        export = build(out, args.patients, args.seed, args.ml, args.scanner, args.no_t1)
 
     from pfs.extractors.imaging import extract
     from pfs.io.export import load_export
