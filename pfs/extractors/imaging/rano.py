@@ -96,7 +96,7 @@ def assess_patient(studies: pd.DataFrame, lesions: dict[str, list[Lesion]], pati
         states[st.at[i, "study_id"]] = {"rano_state": "pre_baseline"}
     low, high = _bounds(st)
     nadir, nadir_date = float(st.at[b, "et_volume_ml"]), st.at[b, "study_date"]
-    nadir_high = high[b]
+    nadir_low, nadir_high = low[b], high[b]
     states[st.at[b, "study_id"]] = {"rano_state": "baseline", "nadir_ml": nadir}
     # Only lesions of measurable size establish "known disease": a speck below new_lesion_min_ml that
     # grows later is still a new lesion when it first reaches that size.
@@ -116,12 +116,11 @@ def assess_patient(studies: pd.DataFrame, lesions: dict[str, list[Lesion]], pati
             continue
         text, pct = _rise(v, nadir, nadir_date)
         state = {"nadir_ml": nadir, "change_vs_nadir_pct": pct}
-        # A change that the study's own measurement uncertainty could explain is no change: the rise must
-        # meet the criterion also between the strict reading now and the lenient reading at the nadir.
-        within = low[i] <= nadir_high
-        state["change_within_uncertainty"] = bool(within or abs(v - nadir) <= max(high[i] - low[i], 0.0))
-        meets = (v >= nadir * (1 + p.rise_fraction) and v - nadir >= p.min_increase_ml
-                 and low[i] >= nadir_high * (1 + p.rise_fraction) and low[i] - nadir_high >= p.min_increase_ml)
+        # A change that the measurement uncertainty could explain is no change: when the strict-lenient
+        # ranges of this scan and of the nadir overlap, the rise is not progression, whatever its size.
+        within = low[i] <= nadir_high and high[i] >= nadir_low
+        state["change_within_uncertainty"] = bool(within)
+        meets = v >= nadir * (1 + p.rise_fraction) and v - nadir >= p.min_increase_ml and not within
         new = []
         if p.new_lesion and seen:
             new = [les for les in lesions.get(sid, []) if les.volume_ml >= p.new_lesion_min_ml
@@ -157,7 +156,7 @@ def assess_patient(studies: pd.DataFrame, lesions: dict[str, list[Lesion]], pati
                 done = True
             continue
         if v < nadir:
-            nadir, nadir_date, nadir_high = v, date, high[i]
+            nadir, nadir_date, nadir_low, nadir_high = v, date, low[i], high[i]
             state["rano_state"] = "new_nadir"
         else:
             state["rano_state"] = "stable"

@@ -106,3 +106,10 @@ def test_faint_residual_does_not_flicker_end_to_end(tmp_path, phantom_factory):
         assert "faint_lesion_followed" in vol.at[sid, "qc_flags"]
         assert vol.at[sid, "et_volume_low_ml"] <= vol.at[sid, "et_volume_ml"] <= vol.at[sid, "et_volume_high_ml"]
     assert result.events.empty
+
+
+def test_usual_uncertainty_does_not_hide_a_real_rise(rano):
+    # 10 -> 15 mL (+50 %) with the +-10 % ranges the segmenter reports on real studies: progression.
+    vols, les = _series(("2021-01-05", 10.0, 9.0, 11.0), ("2021-03-05", 15.0, 13.5, 16.5))
+    events, _ = assess(vols, les, _patients(), rano)
+    assert events["kind"].tolist() == ["volumetric_progression"]
