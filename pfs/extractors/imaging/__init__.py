@@ -3,7 +3,8 @@
 Per study the T1C (required) and the sequences the segmenter needs are read onto the T1C grid
 (:mod:`.loading`), the enhancing tumour is segmented by the configured segmenter (:mod:`.segmenters`),
 volumes come from the header spacing, and each patient's series of volumes is read with volumetric
-RANO 2.0 (:mod:`.rano`). A study that cannot be read goes to the quarantine with the reason; every
+RANO 2.0 (:mod:`.rano`) after faint lesions at the place of an earlier scan's lesion are counted
+(:mod:`.longitudinal`; studies run as independent tasks, so this uses only what each study recorded). A study that cannot be read goes to the quarantine with the reason; every
 other study goes on.
 """
 
@@ -21,6 +22,7 @@ import pandas as pd
 from pfs.exceptions import ConfigError
 from pfs.extractors import ExtractorResult, built_once, count_per_patient, totals
 from pfs.extractors.imaging.loading import ImagingInputError, load_study, write_mask
+from pfs.extractors.imaging.longitudinal import follow_lesions
 from pfs.extractors.imaging.rano import RanoParams, assess
 from pfs.extractors.imaging.segmenters import SEGMENTERS, SegmentFn, check_models, sequences_needed
 from pfs.extractors.imaging.segmenters.base import Lesion
@@ -31,9 +33,10 @@ from pfs.io.series import choose_series, dicom_headers
 
 log = logging.getLogger(__name__)
 
-VOLUME_COLUMNS = ["patient_id", "study_id", "study_date", "et_volume_ml", "flair_volume_ml", "n_lesions",
-                  "segmenter", "qc_flags", "rano_state", "nadir_ml", "change_vs_nadir_pct", "voxel_ml",
-                  "sequences"]
+VOLUME_COLUMNS = ["patient_id", "study_id", "study_date", "et_volume_ml", "et_volume_low_ml", "et_volume_high_ml",
+                  "flair_volume_ml", "n_lesions", "segmenter", "qc_flags", "rano_state", "nadir_ml",
+                  "change_vs_nadir_pct", "change_within_uncertainty", "voxel_ml", "sequences"]
+_RANO_COLUMNS = ("rano_state", "nadir_ml", "change_vs_nadir_pct", "change_within_uncertainty")
 SERIES_COLUMNS = ["patient_id", "study_id", "row", "description", "role", "used", "why"]
 
 
@@ -58,6 +61,7 @@ class StudyOutcome:
     volume: dict[str, Any] | None
     lesions: list[Lesion]
     quarantine: list[dict]
+    faint: list[Lesion] = field(default_factory=list)
 
 
 def _safe(name: str) -> str:
@@ -98,6 +102,8 @@ def _process(job: StudyJob, segment: SegmentFn, cfg: dict[str, Any], name: str) 
     volume = {
         "patient_id": job.patient_id, "study_id": job.study_id, "study_date": job.study_date,
         "et_volume_ml": round(seg.et_volume_ml, 3),
+        "et_volume_low_ml": None if seg.et_volume_low_ml is None else round(seg.et_volume_low_ml, 3),
+        "et_volume_high_ml": None if seg.et_volume_high_ml is None else round(seg.et_volume_high_ml, 3),
         "flair_volume_ml": None if seg.flair_volume_ml is None else round(seg.flair_volume_ml, 3),
         "n_lesions": len(seg.lesions), "segmenter": name, "qc_flags": ";".join(flags),
         "voxel_ml": round(images.grid.voxel_ml, 6),
@@ -111,7 +117,7 @@ def _process(job: StudyJob, segment: SegmentFn, cfg: dict[str, Any], name: str) 
         write_mask(seg.et, images.reference, out / f"{stem}_et.nii.gz")
         qc_png(images.t1c, seg.et, images.grid.spacing_zyx, out / f"{stem}_qc.png",
                title=f"{stem}: ET {seg.et_volume_ml:.2f} mL ({name})", flair_mask=seg.flair)
-    return StudyOutcome(job, volume, seg.lesions, quarantine)
+    return StudyOutcome(job, volume, seg.lesions, quarantine, faint=seg.faint_lesions)
 
 
 def process_study(task: tuple[StudyJob, dict[str, Any]]) -> StudyOutcome:
@@ -200,17 +206,18 @@ def extract(export, config, run_studies: Callable[[list[StudyJob], dict[str, Any
     jobs, series = study_jobs(export)
     outcomes = (run_studies or run_jobs)(jobs, cfg)
     volumes = pd.DataFrame([o.volume for o in outcomes if o.volume is not None],
-                           columns=[c for c in VOLUME_COLUMNS if c not in ("rano_state", "nadir_ml",
-                                                                           "change_vs_nadir_pct")])
+                           columns=[c for c in VOLUME_COLUMNS if c not in _RANO_COLUMNS])
     lesions = {o.job.study_id: o.lesions for o in outcomes if o.volume is not None}
+    faint = {o.job.study_id: o.faint for o in outcomes if o.volume is not None}
     quarantine = pd.DataFrame([r for o in outcomes for r in o.quarantine], columns=QUARANTINE_COLUMNS)
     quarantine["row"] = quarantine["row"].astype("int64")
     if volumes.empty:
         events = pd.DataFrame(columns=["patient_id", "source", "event_date", "kind", "ref_id", "evidence",
                                        "value", "confidence"])
-        states = pd.DataFrame(columns=["study_id", "rano_state", "nadir_ml", "change_vs_nadir_pct"])
+        states = pd.DataFrame(columns=["study_id", *_RANO_COLUMNS])
     else:
         volumes["study_date"] = pd.to_datetime(volumes["study_date"])
+        volumes, lesions = follow_lesions(volumes, lesions, faint, rano_params.follow_mm)
         events, states = assess(volumes, lesions, export.table("patients"), rano_params)
     volumes = volumes.merge(states, on="study_id", how="left")
     volumes = conform(volumes[VOLUME_COLUMNS], "volumes").sort_values(

@@ -25,6 +25,7 @@ class RanoParams:
     new_lesion: bool
     new_lesion_min_ml: float
     new_lesion_mm: float
+    follow_mm: float
     confidence_progression: float
     confidence_confirmed: float
     confidence_new_lesion: float
@@ -48,6 +49,16 @@ def _rise(v: float, nadir: float, nadir_date: pd.Timestamp) -> tuple[str, float]
         pct = 100.0 * (v - nadir) / nadir
         return f"ET {nadir:.1f} → {v:.1f} mL ({pct:+.0f} % vs nadir {nadir:.1f} mL on {_d(nadir_date)})", pct
     return f"ET {nadir:.1f} → {v:.1f} mL (new enhancement; nadir 0.0 mL on {_d(nadir_date)})", float("nan")
+
+
+def _bounds(st: pd.DataFrame) -> tuple[list[float], list[float]]:
+    """Strict and lenient volume per study; the measured volume where a segmenter gives no uncertainty."""
+    v = st["et_volume_ml"].astype(float)
+    low = st["et_volume_low_ml"].astype(float) if "et_volume_low_ml" in st else v
+    high = st["et_volume_high_ml"].astype(float) if "et_volume_high_ml" in st else v
+    low = low.where(low.notna(), v).combine(v, min)
+    high = high.where(high.notna(), v).combine(v, max)
+    return low.tolist(), high.tolist()
 
 
 def _baseline_index(dates: pd.Series, patient: pd.Series | None, p: RanoParams) -> int:
@@ -83,7 +94,9 @@ def assess_patient(studies: pd.DataFrame, lesions: dict[str, list[Lesion]], pati
     b = _baseline_index(st["study_date"], patient, p)
     for i in range(b):
         states[st.at[i, "study_id"]] = {"rano_state": "pre_baseline"}
+    low, high = _bounds(st)
     nadir, nadir_date = float(st.at[b, "et_volume_ml"]), st.at[b, "study_date"]
+    nadir_low, nadir_high = low[b], high[b]
     states[st.at[b, "study_id"]] = {"rano_state": "baseline", "nadir_ml": nadir}
     # Only lesions of measurable size establish "known disease": a speck below new_lesion_min_ml that
     # grows later is still a new lesion when it first reaches that size.
@@ -103,7 +116,11 @@ def assess_patient(studies: pd.DataFrame, lesions: dict[str, list[Lesion]], pati
             continue
         text, pct = _rise(v, nadir, nadir_date)
         state = {"nadir_ml": nadir, "change_vs_nadir_pct": pct}
-        meets = v >= nadir * (1 + p.rise_fraction) and v - nadir >= p.min_increase_ml
+        # A change that the measurement uncertainty could explain is no change: when the strict-lenient
+        # ranges of this scan and of the nadir overlap, the rise is not progression, whatever its size.
+        within = low[i] <= nadir_high and high[i] >= nadir_low
+        state["change_within_uncertainty"] = bool(within)
+        meets = v >= nadir * (1 + p.rise_fraction) and v - nadir >= p.min_increase_ml and not within
         new = []
         if p.new_lesion and seen:
             new = [les for les in lesions.get(sid, []) if les.volume_ml >= p.new_lesion_min_ml
@@ -139,7 +156,7 @@ def assess_patient(studies: pd.DataFrame, lesions: dict[str, list[Lesion]], pati
                 done = True
             continue
         if v < nadir:
-            nadir, nadir_date = v, date
+            nadir, nadir_date, nadir_low, nadir_high = v, date, low[i], high[i]
             state["rano_state"] = "new_nadir"
         else:
             state["rano_state"] = "stable"
@@ -166,5 +183,6 @@ def assess(volumes: pd.DataFrame, lesions: dict[str, list[Lesion]], patients: pd
         rows.extend({"study_id": sid} | s for sid, s in states.items())
     cols = ["patient_id", "source", "event_date", "kind", "ref_id", "evidence", "value", "confidence"]
     ev_frame = pd.DataFrame(events, columns=cols)
-    state_frame = pd.DataFrame(rows, columns=["study_id", "rano_state", "nadir_ml", "change_vs_nadir_pct"])
+    state_frame = pd.DataFrame(rows, columns=["study_id", "rano_state", "nadir_ml", "change_vs_nadir_pct",
+                                              "change_within_uncertainty"])
     return ev_frame, state_frame

@@ -37,7 +37,7 @@ def make_phantom(folder: Path, name: str = "s", *, spacing=(1.5, 1.5, 1.5), lps:
                  lesion_mm=(18.0, 6.0, 4.0), lesion_r: float = 9.0, distant: tuple | None = None,
                  with_t1: bool = True, blood: bool = False, skull: bool = False, vessel: bool = True,
                  dura: bool = True, dtype=np.float32, slope: float = 1.0, inter: float = 0.0,
-                 oblique_deg: float = 0.0, seed: int = 0) -> Phantom:
+                 oblique_deg: float = 0.0, seed: int = 0, ring_t1c: float = 1.75) -> Phantom:
     """Write T1C, FLAIR (and T1) NIfTI files of one synthetic study; return the paths and the truth mask."""
     rng = np.random.default_rng(seed)
     x, y, z = _coords(spacing)
@@ -60,7 +60,7 @@ def make_phantom(folder: Path, name: str = "s", *, spacing=(1.5, 1.5, 1.5), lps:
         t1c[oedema] *= 0.87
         ring = d <= radius
         core = d <= radius * 0.6 if radius >= 6 else np.zeros_like(ring)
-        t1c[ring] = 1.75
+        t1c[ring] = ring_t1c
         t1[ring] = 0.72
         flair[ring] = 1.3
         t1c[core] = 0.45

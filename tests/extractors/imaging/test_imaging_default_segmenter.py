@@ -103,3 +103,36 @@ def test_oblique_export_gives_the_same_volume(phantom_factory, params):
     tilted = _run(phantom_factory("o", oblique_deg=7.0, with_t1=False), params)[0]
     assert not np.allclose(tilted.grid.direction, np.eye(3).ravel())
     assert tilted.et_volume_ml == pytest.approx(straight.et_volume_ml, rel=0.02)
+
+
+def test_clear_lesion_is_measured_with_a_narrow_uncertainty(phantom_factory, params):
+    seg, _ = _run(phantom_factory(), params)
+    assert seg.et_volume_low_ml <= seg.et_volume_ml <= seg.et_volume_high_ml
+    assert seg.et_volume_high_ml - seg.et_volume_low_ml < 0.3 * seg.et_volume_ml
+    assert seg.faint_lesions == []
+
+
+def test_faint_enhancement_is_reported_apart_not_counted(phantom_factory, params):
+    # A ring enhancing to 1.33 x white matter: above t1c_faint (1.3), below t1c_high (1.45).
+    ph = phantom_factory(ring_t1c=1.33)
+    seg, truth = _run(ph, params)
+    assert seg.et_volume_ml == 0
+    assert "faint_enhancement" in seg.flags
+    assert len(seg.faint_lesions) == 1
+    assert seg.faint_lesions[0].volume_ml == pytest.approx(ph.truth_ml, rel=0.5)
+    assert seg.et_volume_low_ml == 0 and seg.et_volume_high_ml >= 0.5 * ph.truth_ml
+    # The faint lesion sits where the truth is (scanner frame, mm).
+    centre = seg.grid.index_to_mm(np.argwhere(truth).mean(axis=0)[None])[0]
+    assert np.linalg.norm(np.subtract(seg.faint_lesions[0].centroid_mm, centre)) < 5.0
+
+
+def test_weaker_rim_next_to_a_confident_seed_is_grown_into(phantom_factory, params):
+    # Partial volume makes a rim's edge fainter than its core: seeds cut at the confident threshold alone
+    # miss it; grown within grow_mm into still-enhancing tissue, the rim is measured whole.
+    from dataclasses import replace
+
+    ph = phantom_factory(ring_t1c=1.6)
+    grown, truth = _run(ph, params)
+    seeds_only, _ = _run(ph, replace(params, grow_mm=0.0, t1c_low=1.45))
+    assert _dice(grown.et, truth) > _dice(seeds_only.et, truth)
+    assert abs(grown.et_volume_ml - ph.truth_ml) / ph.truth_ml < 0.2

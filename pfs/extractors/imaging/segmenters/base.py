@@ -27,6 +27,12 @@ class Segmentation:
     flair: np.ndarray | None = None
     lesions: list[Lesion] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    #: Enhancement below the confident threshold (not in ``et``): looked for again at the same place on
+    #: the patient's other scans, so a small stable residual does not flicker (see imaging.longitudinal).
+    faint_lesions: list[Lesion] = field(default_factory=list)
+    #: Measurement uncertainty: the volume at stricter and at more lenient thresholds (None: not given).
+    et_volume_low_ml: float | None = None
+    et_volume_high_ml: float | None = None
 
     @property
     def et_volume_ml(self) -> float:

@@ -3,11 +3,17 @@
 The idea a neuroradiologist would recognise: enhancing tumour is tissue that is clearly brighter after
 gadolinium than normal white matter (or than itself before gadolinium, when a pre-contrast T1 exists),
 that lies inside the brain rather than on its surface (dura), that is thicker than a vessel, and that
-sits in abnormal (oedematous) FLAIR tissue rather than in CSF (choroid plexus). Every number is a
-parameter in ``pfs/config/imaging.toml`` with its rationale.
+sits in abnormal (oedematous) FLAIR tissue rather than in CSF (choroid plexus), and that is about as
+FLAIR-bright as the study's tumour itself (vessels and sinuses are not). Such components are confident
+seeds; the fainter rim around them (partial volume, slower uptake) is grown into within a few mm where
+it still enhances. Enhancement that reaches only a lenient threshold is returned apart as *faint
+lesions* (for the patient's next scans, see :mod:`..longitudinal`), and the volume at stricter and
+more lenient thresholds is the measurement uncertainty. Every number is a parameter in
+``pfs/config/imaging.toml`` with its rationale; developed against real labelled BraTS 2018 studies
+(``benchmarks/eval_real_imaging.py``).
 
 Work is done on the bounding box of the head and the brain mask on a coarse grid, which keeps one
-240 x 240 x 155 volume well under a second of CPU.
+240 x 240 x 155 volume at about a second of CPU.
 """
 
 from __future__ import annotations
@@ -47,6 +53,14 @@ class DefaultParams:
     flair_voxel_min: float
     flair_high: float
     flair_low: float
+    flair_lesion_relative: float
+    t1c_faint: float
+    grow_mm: float
+    grow_t1c: float
+    grow_t1c_without_t1: float
+    grow_subtraction: float
+    grow_flair_min: float
+    uncertainty_step: float
     lesion_merge_mm: float
     min_lesion_ml: float
 
@@ -179,6 +193,7 @@ def _component_filter(cand: np.ndarray, depth: np.ndarray, flair_n: np.ndarray |
     thin = keep & ~thick
     dropped["thin"] = int(thin.sum())
     keep &= ~thin
+    own = np.zeros(n)
     if use_flair:
         for i in np.flatnonzero(keep):
             sl = tuple(slice(max(0, s.start - m), min(dim, s.stop + m))
@@ -189,12 +204,21 @@ def _component_filter(cand: np.ndarray, depth: np.ndarray, flair_n: np.ndarray |
             region = ndimage.distance_transform_edt(~comp, sampling=spacing) <= p.flair_context_mm
             region &= depth[sl] > 0
             level = float(np.median(flair_n[sl][region])) if region.any() else 0.0
+            own[i] = float(np.median(flair_n[sl][comp]))
             if on_edge[i] and level < p.surface_flair_rescue:
                 keep[i] = False
                 dropped["surface"] += 1
             elif level < p.flair_context_min:
                 keep[i] = False
                 dropped["no_oedema"] += 1
+        # Pieces of one tumour share its FLAIR signature; vessels, sinuses and choroid plexus are less
+        # FLAIR-bright than the tumour itself, so they are judged against this study's most FLAIR-bright
+        # enhancing component of lesion size (relative: independent of the scanner's FLAIR contrast).
+        sized = keep & (size * voxel_ml >= p.min_lesion_ml)
+        if sized.any():
+            faint_flair = keep & (own < p.flair_lesion_relative * own[sized].max())
+            dropped["below_tumour_flair"] = int(faint_flair.sum())
+            keep &= ~faint_flair
     flags.extend(f"dropped_{k}={v}" for k, v in dropped.items() if v)
     lut = np.concatenate([[False], keep])
     return lut[labels]
@@ -209,6 +233,44 @@ def _hysteresis(score: np.ndarray, low: float, high: float, allowed: np.ndarray)
     strong[np.unique(labels[(score > high) & weak])] = True
     strong[0] = False
     return strong[labels]
+
+
+def _growth_allowed(score: np.ndarray, subtraction: np.ndarray | None, flair_n: np.ndarray | None,
+                    brain: np.ndarray, p: DefaultParams):
+    """Voxels into which a seed may grow, as a function of a threshold shift (+ stricter, - more lenient).
+
+    The rim of enhancing tumour is fainter than its core (partial volume, slower contrast uptake):
+    next to a confident seed, weaker enhancement of the same tumour is enhancing tumour, whereas the
+    same intensity far from any seed would be noise or normal grey matter.
+    """
+    def allowed(shift: float) -> np.ndarray:
+        if subtraction is not None:
+            ok = brain & (score > p.grow_t1c + shift) & (subtraction > p.grow_subtraction + shift)
+        else:
+            ok = brain & (score > p.grow_t1c_without_t1 + shift)
+        if flair_n is not None:
+            ok &= flair_n > p.grow_flair_min
+        return ok
+    return allowed
+
+
+def _grow(seeds: np.ndarray, allowed: np.ndarray, spacing: tuple[float, float, float], grow_mm: float
+          ) -> np.ndarray:
+    """``seeds`` plus the ``allowed`` voxels connected to them within ``grow_mm`` (worked on their box)."""
+    if not seeds.any() or grow_mm <= 0:
+        return seeds.copy()
+    margin = [int(np.ceil(grow_mm / s)) + 1 for s in spacing]
+    nz = np.nonzero(seeds)
+    sl = tuple(slice(max(0, int(i.min()) - m), min(n, int(i.max()) + m + 1))
+               for i, m, n in zip(nz, margin, seeds.shape, strict=True))
+    near = ndimage.distance_transform_edt(~seeds[sl], sampling=spacing) <= grow_mm
+    labels, n = ndimage.label((allowed[sl] & near) | seeds[sl], structure=_FULL)
+    hit = np.zeros(n + 1, bool)
+    hit[np.unique(labels[seeds[sl]])] = True
+    hit[0] = False
+    out = seeds.copy()
+    out[sl] = hit[labels]
+    return out
 
 
 def segment(images: StudyImages, p: DefaultParams) -> Segmentation:
@@ -227,6 +289,7 @@ def segment(images: StudyImages, p: DefaultParams) -> Segmentation:
     t1c_n = _normalise(t1c, ref, f, spacing, p)
     sig = [p.smooth_mm / s for s in spacing]
     allowed = brain
+    t1_n = None
     if images.t1 is not None:
         # Pre-contrast T1 vetoes what was bright before gadolinium (blood products, fat, calcification).
         t1_n = _normalise(images.t1[box], ref, f, spacing, p)
@@ -242,8 +305,16 @@ def segment(images: StudyImages, p: DefaultParams) -> Segmentation:
         allowed = allowed & (flair_n > p.flair_voxel_min)
     # truncate=2: a 5-tap kernel at 1 mm is enough against speckle and half the cost of the default 4.
     score = ndimage.gaussian_filter(t1c_n, sig, truncate=2.0) if p.smooth_mm > 0 else t1c_n
-    cand = _hysteresis(score, p.t1c_low, p.t1c_high, allowed)
-    et_box = _component_filter(cand, depth, flair_n, spacing, grid.voxel_ml, p, flags)
+    # Seeds: components reaching t1c_faint (lenient) that pass the vessel / dura / choroid filters; those
+    # also reaching t1c_high are confident enhancing tumour, the others faint (kept for the follow-up).
+    cand = _hysteresis(score, p.t1c_low, p.t1c_faint, allowed)
+    seeds = _component_filter(cand, depth, flair_n, spacing, grid.voxel_ml, p, flags)
+    confident = _hysteresis(score, p.t1c_low, p.t1c_high, seeds)
+    grow = _growth_allowed(score, t1c_n - t1_n if t1_n is not None else None, flair_n, brain, p)
+    et_box = _grow(confident, grow(0.0), spacing, p.grow_mm)
+    strict = _grow(confident, grow(+p.uncertainty_step), spacing, p.grow_mm)
+    lenient = _grow(seeds, grow(-p.uncertainty_step), spacing, p.grow_mm)
+    faint_box = lenient & ~_grow(confident, grow(-p.uncertainty_step), spacing, p.grow_mm)
     et = np.zeros(images.t1c.shape, bool)
     et[box] = et_box
     flair_mask = None
@@ -258,4 +329,11 @@ def segment(images: StudyImages, p: DefaultParams) -> Segmentation:
         flair_mask = np.zeros(images.t1c.shape, bool)
         flair_mask[box] = hyper
     lesions = group_lesions(et, grid, p.lesion_merge_mm, p.min_lesion_ml)
-    return Segmentation(et=et, grid=grid, flair=flair_mask, lesions=lesions, flags=flags)
+    faint = np.zeros(images.t1c.shape, bool)
+    faint[box] = faint_box
+    if faint_box.any():
+        flags.append("faint_enhancement")
+    return Segmentation(et=et, grid=grid, flair=flair_mask, lesions=lesions, flags=flags,
+                        faint_lesions=group_lesions(faint, grid, p.lesion_merge_mm, p.min_lesion_ml),
+                        et_volume_low_ml=float(strict.sum()) * grid.voxel_ml,
+                        et_volume_high_ml=float(lenient.sum()) * grid.voxel_ml)
