@@ -27,6 +27,7 @@ from pfs.io.output import TableAppender, write_json, write_table
 from pfs.io.staging import StagedExport, stage_export
 from pfs.io.schema import INPUT_TABLES, conform
 from pfs.reconcile import build_endpoints, follow_up_dates, reconcile_events
+from pfs.reconcile.window import single_source
 from pfs.reconcile.assessments import from_tables
 from pfs.settings import Config, load_config
 from pfs.sources import SourceRun, add_counts, run_source
@@ -72,8 +73,9 @@ def endpoints_for(patients: pd.DataFrame, dated_records: list[pd.Series], events
     fu = follow_up_dates(patients, dated_records)
     frames = []
     for source in sources:
-        ev = events.loc[events["source"] == source]
-        frames.append(build_endpoints(patients, ev, source, index_date=settings["index_date"], last_followup=fu))
+        # Each source's own dates, with the one pseudoprogression window applied by the reconciler.
+        own = single_source(events.loc[events["source"] == source], patients, config.section("reconcile"), assessments)
+        frames.append(build_endpoints(patients, own, source, index_date=settings["index_date"], last_followup=fu))
     reconciled = reconcile_events(events, patients, config.section("reconcile"), index_date=settings["index_date"],
                                   assessments=assessments)
     frames.append(build_endpoints(patients, reconciled, "reconciled", index_date=settings["index_date"],

@@ -29,6 +29,7 @@ import pandas as pd
 
 from pfs.extractors import Role, sources_with_role
 from pfs.reconcile.chain import ACCEPTED, REJECTED, Event, by_date, collapse, dates, frame, prepare, row
+from pfs.reconcile.window import window_bounds
 
 Assessment = dict[str, Any]
 
@@ -139,23 +140,17 @@ def guideline(events: pd.DataFrame, patients: pd.DataFrame, settings: dict[str, 
     tumour_src = set(sources_with_role(Role.TUMOUR))
     steroid_src = set(sources_with_role(Role.CLINICAL))
     treat_src = set(sources_with_role(Role.TREATMENT))
-    window = pd.Timedelta(days=int(cfg["pseudoprogression_days"]))
     corr = pd.Timedelta(days=int(cfg["steroid_corroboration_days"]))
     tx = pd.Timedelta(days=int(cfg["treatment_confirms_days"]))
     exempt, self_confirmed = set(cfg["exempt_kinds"]), set(cfg["confirmed_kinds"])
     floor = float(cfg["measurable_nadir_ml"])
-    rt_ends, rt_starts, deaths, surgeries = (dates(patients, c) for c in ("rt_end_date", "rt_start_date", "death_date",
-                                                                           "surgery_date"))
+    rt_ends, deaths = dates(patients, "rt_end_date"), dates(patients, "death_date")
+    windows = window_bounds(patients, cfg)
     by_patient = _assessments_by_patient(assessments)
     rows: list[dict] = []
     for pid, chain in prepare(events).items():
         rt_end, death = rt_ends.get(pid), deaths.get(pid)
-        # The window opens at RT start (treatment effect can begin during chemoradiation) or, by default,
-        # at surgery: before the post-RT baseline, enhancement is post-surgical change as often as tumour.
-        start = None if rt_end is None else min(rt_end, rt_starts.get(pid, rt_end))
-        if start is not None and cfg["window_opens"] == "surgery" and pid in surgeries:
-            start = min(start, surgeries[pid])
-        window_end = None if rt_end is None else rt_end + window
+        start, window_end = windows.get(pid, (None, None))
         asm = by_patient.get(str(pid), [])
         tumour = [e for e in chain if e["source"] in tumour_src]
         steroid = [e for e in chain if e["source"] in steroid_src]

@@ -1,7 +1,10 @@
-"""Volumetric RANO 2.0 per patient: baseline, nadir, +40 % / +1 mL, new lesion, 12-week confirmation.
+"""Volumetric RANO 2.0 per patient: baseline, nadir, +40 % / +1 mL beyond the measurement uncertainty, new lesion.
 
-Only the first progression of each patient is emitted: PFS ends there. Every study gets a
-``rano_state`` so a reader can follow the decision scan by scan in ``volumes.csv``.
+Every onset of growth over the nadir is an event (growth that recedes, e.g. pseudoprogression, re-arms
+the watch; a new lesion ends it); whether an onset inside the pseudoprogression window is confirmed by
+the scans after it is the reconciler's decision (:mod:`pfs.reconcile.window`), which reads their
+``rano_state`` (``after_progression`` while the growth lasts). Every study gets a ``rano_state`` so a
+reader can follow the decision scan by scan in ``volumes.csv``.
 """
 
 from __future__ import annotations
@@ -20,16 +23,12 @@ class RanoParams:
     baseline: str
     rise_fraction: float
     min_increase_ml: float
-    pseudoprogression_days: int
-    confirm_growth: float
     new_lesion: bool
     new_lesion_min_ml: float
     new_lesion_mm: float
     follow_mm: float
     confidence_progression: float
-    confidence_confirmed: float
     confidence_new_lesion: float
-    confidence_preliminary: float
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> RanoParams:
@@ -90,7 +89,6 @@ def assess_patient(studies: pd.DataFrame, lesions: dict[str, list[Lesion]], pati
     events: list[dict] = []
     if st.empty:
         return events, states
-    rt_end = None if patient is None else patient.get("rt_end_date")
     b = _baseline_index(st["study_date"], patient, p)
     for i in range(b):
         states[st.at[i, "study_id"]] = {"rano_state": "pre_baseline"}
@@ -101,14 +99,15 @@ def assess_patient(studies: pd.DataFrame, lesions: dict[str, list[Lesion]], pati
     # Only lesions of measurable size establish "known disease": a speck below new_lesion_min_ml that
     # grows later is still a new lesion when it first reaches that size.
     seen = [les.centroid_mm for les in lesions.get(st.at[b, "study_id"], []) if les.volume_ml >= p.new_lesion_min_ml]
-    pending: int | None = None
-    pending_text = ""
 
     def event(i: int, kind: str, evidence: str, value: float, conf: float) -> None:
         events.append({"patient_id": pid, "source": "imaging", "event_date": st.at[i, "study_date"], "kind": kind,
                        "ref_id": st.at[i, "study_id"], "evidence": evidence, "value": value, "confidence": conf})
 
-    done = False
+    # Every onset of growth is reported: whether it falls in the pseudoprogression window and needs a
+    # later scan to confirm it is the reconciler's decision (pfs.reconcile.window), which reads the
+    # following scans' states ("after_progression" while the growth lasts).
+    done = growing = False
     for i in range(b + 1, len(st)):
         sid, date, v = st.at[i, "study_id"], st.at[i, "study_date"], float(st.at[i, "et_volume_ml"])
         if done:
@@ -125,7 +124,6 @@ def assess_patient(studies: pd.DataFrame, lesions: dict[str, list[Lesion]], pati
         if p.new_lesion and seen:
             new = [les for les in lesions.get(sid, []) if les.volume_ml >= p.new_lesion_min_ml
                    and min(float(np.linalg.norm(np.subtract(les.centroid_mm, c))) for c in seen) > p.new_lesion_mm]
-        in_window = rt_end is not None and pd.notna(rt_end) and (date - rt_end).days <= p.pseudoprogression_days
         if new:
             biggest = max(new, key=lambda les: les.volume_ml)
             event(i, "new_lesion", f"new enhancing lesion {biggest.volume_ml:.1f} mL, "
@@ -133,28 +131,15 @@ def assess_patient(studies: pd.DataFrame, lesions: dict[str, list[Lesion]], pati
             states[sid] = state | {"rano_state": "progression_new_lesion"}
             done = True
             continue
-        if pending is not None:
-            pv = float(st.at[pending, "et_volume_ml"])
-            if meets and v >= pv * (1 + p.confirm_growth):
-                ptext, ppct = _rise(pv, nadir, nadir_date)
-                event(pending, "volumetric_progression_confirmed",
-                      f"{ptext}; confirmed by {v:.1f} mL on {_d(date)} (RANO 2.0: dated to the first scan)",
-                      ppct, p.confidence_confirmed)
-                states[st.at[pending, "study_id"]]["rano_state"] = "progression_confirmed"
-                states[sid] = state | {"rano_state": "confirmation"}
-                done = True
-                continue
-            states[st.at[pending, "study_id"]]["rano_state"] = "preliminary_not_confirmed"
-            pending = None
         if meets:
-            if in_window:
-                pending, pending_text = i, text
-                states[sid] = state | {"rano_state": "preliminary"}
+            if growing:  # the same growth, still there: it confirms the onset reported before
+                states[sid] = state | {"rano_state": "after_progression"}
             else:
                 event(i, "volumetric_progression", text, pct, p.confidence_progression)
                 states[sid] = state | {"rano_state": "progression"}
-                done = True
+                growing = True
             continue
+        growing = False  # the growth has receded (pseudoprogression, or a response): watch again
         if v < nadir:
             nadir, nadir_date, nadir_low, nadir_high = v, date, low[i], high[i]
             state["rano_state"] = "new_nadir"
@@ -162,11 +147,6 @@ def assess_patient(studies: pd.DataFrame, lesions: dict[str, list[Lesion]], pati
             state["rano_state"] = "stable"
         states[sid] = state
         seen.extend(les.centroid_mm for les in lesions.get(sid, []) if les.volume_ml >= p.new_lesion_min_ml)
-    if pending is not None and not done:
-        _, ppct = _rise(float(st.at[pending, "et_volume_ml"]), nadir, nadir_date)
-        event(pending, "volumetric_progression",
-              f"{pending_text}; preliminary (within {p.pseudoprogression_days} days of RT end), no later scan",
-              ppct, p.confidence_preliminary)
     return events, states
 
 

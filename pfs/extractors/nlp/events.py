@@ -1,16 +1,12 @@
-"""Progression events from labelled reports, with a confirmation rule against false alarms.
+"""Progression events from labelled reports, with a contradiction rule against false alarms.
 
-A report labelled progression is an event unless the patient's course contradicts it:
+A report labelled progression is an event unless the patient's course contradicts it: a report
+labelled treatment effect or improved within ``contradiction_window_days`` after it (the
+"progression" was pseudoprogression or responded, so it was not progression). Event date = report
+date: RANO 2.0 dates a confirmed progression to its first scan.
 
-* a report labelled treatment effect or improved within ``contradiction_window_days`` after it
-  (the "progression" was pseudoprogression or responded, so it was not progression);
-* within ``early_window_days_after_rt`` of the end of radiotherapy, where enlargement is often
-  pseudoprogression (RANO: 12 weeks; RANO 2.0 asks for confirmation on a follow-up scan), the next
-  assessed report within ``confirm_within_days`` must not be stable, improved or treatment effect.
-  Without any later report the event stands, with lower confidence.
-
-Reports dated before the index date (or diagnosis) describe the tumour at presentation and never
-make an event. Event date = report date: RANO 2.0 dates a confirmed progression to its first scan.
+What the report saw is reported whenever it was written: the pseudoprogression window and the index
+date are clinical decisions of the reconciler (:mod:`pfs.reconcile.window`, :mod:`pfs.reconcile.endpoints`).
 """
 
 from __future__ import annotations
@@ -47,47 +43,27 @@ def progression_events(labels: pd.DataFrame, patients: pd.DataFrame, settings: d
     ``labels`` needs patient_id, report_id, report_date, label, rule, evidence_sentence, certainty.
     ``per_patient``, when given, receives the same counts for each patient.
     """
-    counts = {"events_candidates": 0, "events_contradicted": 0, "events_unconfirmed_early": 0,
-              "events_before_index": 0}
+    counts = {"events_candidates": 0, "events_contradicted": 0}
     columns = ["patient_id", "source", "event_date", "kind", "ref_id", "evidence", "value", "confidence"]
     if labels.empty:
         return pd.DataFrame(columns=columns), counts
     lab = labels.loc[labels["label"].isin([str(x) for x in _ASSESSED]) & labels["report_date"].notna()]
     lab = lab.sort_values(["patient_id", "report_date", "report_id"], kind="stable")
-    pat = patients.set_index("patient_id")
-    anchor = pat["diagnosis_date"]
-    if "surgery_date" in pat and settings.get("index_after_surgery", True):
-        anchor = pat["surgery_date"].fillna(anchor)
     rows = []
     contra = set(settings["contradicting_labels"])
     window = pd.Timedelta(days=settings["contradiction_window_days"])
-    early = pd.Timedelta(days=settings["early_window_days_after_rt"])
-    confirm = pd.Timedelta(days=settings["confirm_within_days"])
     for pid, group in lab.groupby("patient_id", sort=True):
         dates = group["report_date"].to_numpy()
         labels_ = group["label"].to_numpy()
-        start = anchor.get(pid, pd.NaT)
-        rt_end = pat["rt_end_date"].get(pid, pd.NaT) if "rt_end_date" in pat else pd.NaT
         for row in group.itertuples(index=False):
             if row.label != ReportLabel.PROGRESSION:
                 continue
             _bump(counts, per_patient, pid, "events_candidates")
-            if pd.notna(start) and row.report_date <= start:
-                _bump(counts, per_patient, pid, "events_before_index")
-                continue
             later = (dates > np.datetime64(row.report_date)) & (dates <= np.datetime64(row.report_date + window))
             if any(lbl in contra for lbl in labels_[later]):
                 _bump(counts, per_patient, pid, "events_contradicted")
                 continue
             confidence = _CONFIDENCE.get(int(row.certainty), 0.6)
-            if settings["confirm_early"] and pd.notna(rt_end) and rt_end <= row.report_date <= rt_end + early:
-                nxt = np.flatnonzero(dates > np.datetime64(row.report_date))
-                if nxt.size and dates[nxt[0]] <= np.datetime64(row.report_date + confirm):
-                    if labels_[nxt[0]] not in (ReportLabel.PROGRESSION, ReportLabel.INDETERMINATE):
-                        _bump(counts, per_patient, pid, "events_unconfirmed_early")
-                        continue
-                elif not nxt.size:
-                    confidence *= 0.7
             rows.append({
                 "patient_id": pid,
                 "source": str(Source.NLP),

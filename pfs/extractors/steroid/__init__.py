@@ -13,8 +13,7 @@ it in 63 % of patients, 5.2 months late). The extractor
    short bursts of other steroids, physiological doses),
 4. applies the progression rules (:mod:`.rules`) after the peri-treatment period: a new course
    after a steroid-free spell, a sustained rise above the post-treatment nadir, frequent
-   prescribing; inside RANO's 12-week pseudoprogression window only a persisting course counts,
-   and by default one course gives one event (:mod:`.events`, with its evidence line from
+   prescribing; by default one course gives one event (:mod:`.events`, with its evidence line from
    :mod:`.evidence`).
 
 Outputs: events (source = steroid), ``steroid_courses`` and ``steroid_daily`` (run-length form:
@@ -180,9 +179,7 @@ def extract(export: Export, config: Config) -> ExtractorResult:
         cnt = o.loc[o["counted"] & ~o["duplicate"], ["pcode", "start_day", "dex_mg_per_day"]]
         fired.append(prescription_frequency(cnt, peri_end, settings))
     clock("rules")
-    rt_end = patients["rt_end_date"]
-    rt_end_day = np.where(rt_end.notna(), to_days(rt_end.fillna(pd.Timestamp(0))).astype("float64"), np.nan)
-    events = build_events(fired, o, pids, settings, counted_courses, rt_end_day)
+    events = build_events(fired, o, pids, settings, counted_courses)
     clock("events")
 
     courses = courses_table(counted_courses, disc_courses, pids, peri_end)

@@ -1,4 +1,4 @@
-"""From rule firings to steroid progression events: one per course, outside the pseudoprogression window.
+"""From rule firings to steroid progression events: one per course.
 
 The rules (:mod:`.rules`) often see the same episode several times (a restart is also a rise and soon a
 burst of prescriptions); this stage keeps the clinically meaningful one and ties it to the order behind it.
@@ -26,13 +26,11 @@ def build_events(
     pids: np.ndarray,
     settings: dict[str, Any],
     courses: pd.DataFrame,
-    rt_end: np.ndarray,
 ) -> pd.DataFrame:
     """Turn rule firings into events: the order behind each, a one-line evidence, confidence.
 
-    Each firing is placed in its counted course (``courses``). Firings dated within the
-    pseudoprogression window after RT end (``rt_end``, day per pcode) are kept only when their course
-    persists ``pseudoprogression_persist_days`` beyond the window. With ``one_event_per_course`` only
+    Each firing is placed in its counted course (``courses``); the pseudoprogression window is the
+    reconciler's (:mod:`pfs.reconcile.window`). With ``one_event_per_course`` only
     the first firing of a course is kept: the rules often see the same episode (a restart is also a
     rise and soon a burst of prescriptions).
     """
@@ -55,14 +53,6 @@ def build_events(
     )
     inside = ev["cid"].notna() & (ev["day"] <= ev["stop"])
     ev["cid"] = np.where(inside, ev["cid"], -1 - np.arange(len(ev)))
-    window = int(settings["pseudoprogression_window_days"])
-    if window > 0:
-        rt = rt_end[ev["pcode"].to_numpy(dtype="int64")]
-        in_window = ~np.isnan(rt) & (ev["day"].to_numpy() <= np.nan_to_num(rt) + window)
-        persists = inside.to_numpy() & (
-            ev["stop"].to_numpy(dtype="float64") >= rt + window + int(settings["pseudoprogression_persist_days"])
-        )
-        ev = ev.loc[~in_window | persists]
     if settings["one_event_per_course"]:
         ev = ev.sort_values(["pcode", "day", "prio"], kind="stable").drop_duplicates("cid", keep="first")
     ev = ev.drop(columns=["start", "stop", "cid"])

@@ -1,4 +1,4 @@
-"""The confirmation rule that turns progression reports into events."""
+"""The contradiction rule that turns progression reports into events."""
 
 from __future__ import annotations
 
@@ -44,28 +44,9 @@ def test_contradiction_after_the_window_does_not_count() -> None:
     assert ev["ref_id"].tolist() == ["R1"]
 
 
-def test_early_post_radiotherapy_progression_needs_confirmation() -> None:
-    # 2020-04-20 is 31 days after RT end: the next scan (stable) within 70 days does not confirm it.
-    ev, counts = progression_events(labels(("R1", "2020-04-20", "progression"), ("R2", "2020-06-10", "stable")),
-                                    PATIENTS, SETTINGS)
-    assert ev.empty and counts["events_unconfirmed_early"] == 1
-    ev, _ = progression_events(labels(("R1", "2020-04-20", "progression"), ("R2", "2020-06-10", "progression")),
-                               PATIENTS, SETTINGS)
-    assert ev["ref_id"].tolist() == ["R1", "R2"]
-
-
-def test_early_progression_without_follow_up_stands_with_lower_confidence() -> None:
-    ev, _ = progression_events(labels(("R1", "2020-04-20", "progression")), PATIENTS, SETTINGS)
-    assert ev["confidence"].tolist() == [0.63]
-
-
-def test_reports_before_surgery_make_no_event() -> None:
-    ev, counts = progression_events(labels(("R0", "2020-01-05", "progression")), PATIENTS, SETTINGS)
-    assert ev.empty and counts["events_before_index"] == 1
-
-
-def test_confirmation_can_be_switched_off() -> None:
-    settings = dict(SETTINGS, confirm_early=False)
-    ev, _ = progression_events(labels(("R1", "2020-04-20", "progression"), ("R2", "2020-06-10", "stable")),
-                               PATIENTS, settings)
-    assert ev["ref_id"].tolist() == ["R1"]
+def test_what_a_report_saw_is_reported_whenever_it_was_written() -> None:
+    """Early post-RT and pre-surgery reports make events: the window and the index date are the reconciler's."""
+    ev, counts = progression_events(labels(("R0", "2020-01-05", "progression"), ("R1", "2020-04-20", "progression"),
+                                           ("R2", "2020-06-10", "stable")), PATIENTS, SETTINGS)
+    assert ev["ref_id"].tolist() == ["R0", "R1"] and ev["confidence"].tolist() == [0.9, 0.9]
+    assert set(counts) == {"events_candidates", "events_contradicted"}

@@ -66,12 +66,12 @@ def test_every_report_gets_one_label_row_and_only_brain_mri_is_assessed(tmp_path
     assert list(result.tables["report_labels"].columns) == load_schema("report_labels").columns
 
 
-def test_events_skip_reports_before_surgery_and_non_brain_reports(tmp_path: Path, use_session_pipeline: None) -> None:
+def test_events_skip_contradicted_and_non_brain_reports(tmp_path: Path, use_session_pipeline: None) -> None:
     result = run(export_with(tmp_path, REPORTS))
+    # R1 (before surgery) is reported: the index date is the reconciler's to apply.
     # R5 (progression) is followed by R6 (improved) within 90 days: contradicted, no event.
-    assert result.events["ref_id"].tolist() == ["R3"]
+    assert result.events["ref_id"].tolist() == ["R1", "R3"]
     assert list(result.events.columns) == load_schema("events").columns
-    assert result.counts["events_before_index"] == 1
     assert result.counts["events_contradicted"] == 1
     assert result.counts["reports_before_diagnosis"] == 1
 
