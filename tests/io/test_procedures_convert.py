@@ -138,3 +138,17 @@ def test_real_fhir_sample_procedures_convert_without_loss(tmp_path):
     p = load_export(result.out).table("procedures")
     assert len(p) == result.counts["procedures_rows"] == 21  # every Procedure in the 4 bundles (all completed)
     assert p["code"].str.startswith("http://snomed.info/sct|").all() and (p["name"] != "").all()
+
+
+def test_fhir_rule_file_statuses_must_be_a_list(monkeypatch):
+    from pfs.exceptions import RuleFileError
+    from pfs.io.formats.fhir import rules
+
+    real = rules.load_rule_file
+
+    def with_a_string(name, allowed):
+        return real(name, allowed) | {"procedure_statuses_not_performed": "not-done"}
+
+    monkeypatch.setattr(rules, "load_rule_file", with_a_string)
+    with pytest.raises(RuleFileError, match="procedure_statuses_not_performed"):
+        rules.load_rules()

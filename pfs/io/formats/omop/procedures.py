@@ -42,7 +42,7 @@ def read_procedures(
     keep_ids: set[str],
     counts: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(resection/RT rows: person_id, kind, date, end; native rows: person_id, procedure_id, procedure_date, name, code)."""
+    """(resection/RT rows of TREATMENT_COLUMNS for first-line dates, native rows of NATIVE_COLUMNS)."""
     if not source.has("procedure_occurrence"):
         return pd.DataFrame(columns=TREATMENT_COLUMNS), pd.DataFrame(columns=NATIVE_COLUMNS)
     label = source.label("procedure_occurrence")
