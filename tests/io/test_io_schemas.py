@@ -74,6 +74,7 @@ RULE_LOADERS: dict[str, Callable[[], Any]] = {
     "synth_drugs.json": _fn("pfs.synth.medications", "load_rules"),
     "synth_mri.json": _fn("pfs.synth.mri", "load_params"),
     "synth_report_phrases.json": _fn("pfs.synth.reports", "load_phrases"),
+    "next_line_therapy.json": _fn("pfs.extractors.treatment.rules", "load_rules"),
 }
 RULES_ROOT = Path(str(resources.files("pfs.rules")))
 

@@ -22,8 +22,9 @@ from pfs.io.output import write_json, write_table
 from pfs.io.quarantine import Quarantine
 from pfs.io.schema import load_schema
 
-#: The native tables a converter writes (imaging only when the export has images).
-NATIVE_TABLES = ("patients", "medications", "reports", "imaging")
+#: The native tables a converter writes (imaging and procedures only when the export has rows for them).
+NATIVE_TABLES = ("patients", "medications", "reports", "imaging", "procedures")
+_ONLY_WHEN_ROWS = ("imaging", "procedures")
 QUARANTINE_FILE = "conversion_quarantine.csv"
 MANIFEST_FILE = "conversion_manifest.json"
 #: The quarantine stage of rows a converter sets aside.
@@ -168,7 +169,8 @@ def write_native(
         frame = tables.get(name)
         if frame is None:
             continue
-        if name == "imaging" and frame.empty:
+        if name in _ONLY_WHEN_ROWS and frame.empty:
+            (out / f"{name}.csv").unlink(missing_ok=True)  # not a stale one from an earlier conversion
             continue
         write_table(native_frame(name, frame), out / f"{name}.csv")
         counts[f"{name}_rows"] = int(len(frame))

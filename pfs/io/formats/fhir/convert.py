@@ -10,6 +10,7 @@ import pandas as pd
 from pfs.io.formats.common import ConvertResult, iso_date, set_aside, treatment_dates, write_native
 from pfs.io.formats.fhir.imaging import imaging_study, imaging_table
 from pfs.io.formats.fhir.medications import MED_TYPES, medication, medications_table
+from pfs.io.formats.fhir.procedures import procedure, procedures_table
 from pfs.io.formats.fhir.reader import Where, files_of, iter_resources
 from pfs.io.formats.fhir.reports import report
 from pfs.io.formats.fhir.resources import code_of, concept_text, entered_in_error, get_path, ref_id
@@ -86,6 +87,7 @@ def convert_fhir(
             st.reports, columns=["patient_id", "report_id", "report_date", "procedure", "text"]
         ),
         "imaging": imaging,
+        "procedures": procedures_table(st, kept),
     }
     for name in ("reports", "imaging"):
         tables[name] = tables[name].loc[tables[name]["patient_id"].isin(kept)]
@@ -183,35 +185,7 @@ def _second(st: State, where: Where, res: dict[str, Any], keep: set[str]) -> Non
         st.seen(pid, iso_date(get_path(res, "period", "start")) or end)
         return
     if rtype == "Procedure":
-        kind = (
-            "radiotherapy"
-            if st.rules.matches(st.rules.radiotherapy, res.get("code"))
-            else "resection"
-            if st.rules.matches(st.rules.resection, res.get("code"))
-            else ""
-        )
-        if not kind:
-            return
-        start = iso_date(res.get("performedDateTime")) or iso_date(get_path(res, "performedPeriod", "start"))
-        if not start:
-            set_aside(
-                st.quarantine,
-                where.file,
-                where.row,
-                f"{kind} Procedure without a performed date",
-                patient_id=pid,
-                column="performedDateTime",
-                value=rid,
-            )
-            return
-        st.procedures.append(
-            {
-                "patient_id": pid,
-                "kind": kind,
-                "date": start,
-                "end": iso_date(get_path(res, "performedPeriod", "end")),
-            }
-        )
+        procedure(st, where, res, pid, rid)
         return
     if rtype in MED_TYPES:
         medication(st, where, res, pid, rid)

@@ -20,6 +20,7 @@ _RULE_KEYS = {
     "resection",
     "radiotherapy",
     "radiology_reports",
+    "procedure_statuses_not_performed",
     "timing_codes",
     "repeat_frequencies",
     "unitless_dose_forms",
@@ -39,6 +40,7 @@ class FhirRules:
     resection: CodeSet
     radiotherapy: CodeSet
     radiology: CodeSet
+    not_performed: frozenset[str]
     timing_codes: dict[str, str]
     repeat: dict[tuple[float, float, str], str]
     unitless: dict[str, str]
@@ -74,6 +76,9 @@ def load_rules() -> FhirRules:
             raise RuleFileError(
                 f"rules/{RULE_FILE}: {key} must be a non-negative integer, not {data.get(key)!r}"
             )
+    statuses = data.get("procedure_statuses_not_performed")
+    if not isinstance(statuses, list) or not all(isinstance(s, str) for s in statuses):
+        raise RuleFileError(f"rules/{RULE_FILE}: procedure_statuses_not_performed must be a list of status codes")
     repeat: dict[tuple[float, float, str], str] = {}
     for item in data["repeat_frequencies"]:
         if set(item) != {"frequency", "period", "unit", "text"}:
@@ -98,6 +103,7 @@ def load_rules() -> FhirRules:
         resection=sets["resection"],
         radiotherapy=sets["radiotherapy"],
         radiology=sets["radiology_reports"],
+        not_performed=frozenset(s.strip().lower() for s in statuses),
         timing_codes={str(k).upper(): str(v) for k, v in data["timing_codes"].items()},
         repeat=repeat,
         unitless={str(k).lower(): str(v) for k, v in data["unitless_dose_forms"].items()},

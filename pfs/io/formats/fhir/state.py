@@ -18,7 +18,8 @@ class State:
     diagnosis: dict[str, str] = field(default_factory=dict)
     diagnosis_where: dict[str, tuple[Where, str]] = field(default_factory=dict)
     first_record: dict[str, str] = field(default_factory=dict)
-    procedures: list[dict[str, str]] = field(default_factory=list)
+    procedures: list[dict[str, str]] = field(default_factory=list)  # resection/RT rows for first-line dates
+    procedure_rows: list[dict[str, Any]] = field(default_factory=list)  # the native procedures table
     followup: dict[str, str] = field(default_factory=dict)
     meds: list[dict[str, Any]] = field(default_factory=list)
     med_names: dict[str, str] = field(default_factory=dict)

@@ -9,9 +9,10 @@ import pandas as pd
 
 from pfs.exceptions import ExportError
 from pfs.io.formats.common import ConvertResult, set_aside, set_aside_rows, treatment_dates, write_native
-from pfs.io.formats.omop.dates import deaths, diagnoses, follow_up, procedures
+from pfs.io.formats.omop.dates import deaths, diagnoses, follow_up
 from pfs.io.formats.omop.medications import read_medications
 from pfs.io.formats.omop.notes import read_imaging, read_reports
+from pfs.io.formats.omop.procedures import read_procedures
 from pfs.io.formats.omop.rules import OmopRules, load_rules
 from pfs.io.formats.omop.source import DEFAULT_MAX_UNZIPPED_BYTES, OmopSource, canonical_ids
 from pfs.io.formats.omop.vocabulary import Vocabulary
@@ -95,7 +96,7 @@ def _convert(
     counts["skipped_no_gbm"] = len(known) - len(dx) if require_gbm else 0
     keep_ids = set(dx) if require_gbm else known
     keep = persons.loc[persons["person_id"].isin(keep_ids)].copy()
-    procs = procedures(source, rules, vocab, quarantine, known, keep_ids)
+    procs, procedure_rows = read_procedures(source, rules, vocab, quarantine, known, keep_ids, counts)
     death = deaths(source, quarantine, known)
     follow, obs_start = follow_up(source, quarantine, known, keep_ids)
 
@@ -162,7 +163,9 @@ def _convert(
         )
     to_patient = dict(zip(patients["person_id"], patients["patient_id"], strict=True))
     tables = {"patients": patients.drop(columns="person_id")}
-    for name, frame in (("medications", meds), ("reports", reports), ("imaging", imaging)):
+    for name, frame in (
+        ("medications", meds), ("reports", reports), ("imaging", imaging), ("procedures", procedure_rows)
+    ):
         frame = frame.loc[frame["person_id"].isin(to_patient)].copy()
         frame["patient_id"] = frame["person_id"].map(to_patient)
         tables[name] = frame.drop(columns="person_id")

@@ -1,4 +1,4 @@
-"""Dates per person from OMOP: GBM diagnosis, resection and radiotherapy, death and last follow-up."""
+"""Dates per person from OMOP: GBM diagnosis, death and last follow-up (procedures: ``procedures.py``)."""
 
 from __future__ import annotations
 
@@ -42,52 +42,6 @@ def diagnoses(
         cond = dated(cond, "condition_start_date", quarantine, label, required=True)
         dx = cond.groupby("person_id")["condition_start_date"].min().to_dict()
     return dx
-
-
-def procedures(
-    source: OmopSource,
-    rules: OmopRules,
-    vocab: Vocabulary,
-    quarantine: Quarantine,
-    known: set[str],
-    keep_ids: set[str],
-) -> pd.DataFrame:
-    """Resection and radiotherapy rows (person_id, kind, date, end) from PROCEDURE_OCCURRENCE."""
-    procs = pd.DataFrame(columns=["person_id", "kind", "date", "end"])
-    if source.has("procedure_occurrence"):
-        label = source.label("procedure_occurrence")
-        cols = [
-            "person_id",
-            "procedure_concept_id",
-            "procedure_source_concept_id",
-            "procedure_source_value",
-            "procedure_date",
-            "procedure_datetime",
-            "procedure_end_date",
-        ]
-        pfilter = person_filter(quarantine, label, known)
-        frame = source.read(
-            "procedure_occurrence", cols, quarantine, keep=lambda c: pfilter(c) & c["person_id"].isin(keep_ids)
-        )
-        cid, sid = canonical_ids(frame["procedure_concept_id"]), canonical_ids(frame["procedure_source_concept_id"])
-        kinds = pd.Series("", index=frame.index)
-        for kind, cs in (("radiotherapy", rules.radiotherapy), ("resection", rules.resection)):
-            hit = (
-                cid.isin(vocab.sets[kind])
-                | sid.isin(vocab.sets[kind])
-                | cs.source_mask(frame["procedure_source_value"])
-            )
-            kinds = kinds.mask(hit & (kinds == ""), kind)
-        frame = frame.assign(kind=kinds).loc[kinds != ""]
-        frame["procedure_date"] = frame["procedure_date"].where(
-            frame["procedure_date"].str.strip() != "", frame["procedure_datetime"]
-        )
-        frame = dated(frame, "procedure_date", quarantine, label, required=True)
-        frame = dated(frame, "procedure_end_date", quarantine, label, required=False)
-        procs = frame.rename(columns={"procedure_date": "date", "procedure_end_date": "end"})[
-            ["person_id", "kind", "date", "end"]
-        ]
-    return procs
 
 
 def deaths(source: OmopSource, quarantine: Quarantine, known: set[str]) -> dict[str, str]:

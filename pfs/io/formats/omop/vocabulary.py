@@ -61,8 +61,8 @@ class Vocabulary:
                 ids.update(desc[sel])
 
     def lookup(self, ids: set[str]) -> pd.DataFrame:
-        """concept_id -> concept_name, concept_class_id, vocabulary_id for ``ids`` (one filtered pass)."""
-        cols = ["concept_id", "concept_name", "concept_class_id", "vocabulary_id"]
+        """concept_id -> concept_name, concept_class_id, vocabulary_id, concept_code for ``ids`` (one filtered pass)."""
+        cols = ["concept_id", "concept_name", "concept_class_id", "vocabulary_id", "concept_code"]
         if not self.present or not ids:
             return pd.DataFrame(columns=cols).set_index("concept_id")
         frame = self.source.read("concept", cols, keep=lambda c: canonical_ids(c["concept_id"]).isin(ids))
