@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
@@ -155,26 +156,55 @@ def default_workers() -> int:
 
 
 class LazyRunner:
-    """A Dask runner started on the first task: a rerun served entirely from the cache starts no cluster."""
+    """A Dask runner started on the first task (a rerun served entirely from the cache starts no
+    cluster), or in the background from :meth:`prestart` while the export is still being read."""
 
     def __init__(self, workers: int, scheduler: str | None) -> None:
         self.workers = workers
         self._scheduler = scheduler
         self._runner: DaskRunner | None = None
+        self._starting: threading.Thread | None = None
+        self._failed: BaseException | None = None
+
+    def prestart(self) -> None:
+        """Start the cluster in a background thread: worker processes take seconds to spawn and import
+        pfs, time the main process spends reading and staging the export."""
+        if self._runner is None and self._starting is None:
+            self._starting = threading.Thread(target=self._start, name="pfs-dask-start", daemon=True)
+            self._starting.start()
+
+    def _start(self) -> None:
+        try:
+            self._runner = DaskRunner(self.workers, self._scheduler)
+        except BaseException as err:  # handed to the caller of map()
+            self._failed = err
+
+    def _ready(self) -> DaskRunner:
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+        if self._failed is not None:
+            failed, self._failed = self._failed, None
+            raise failed
+        if self._runner is None:
+            self._runner = DaskRunner(self.workers, self._scheduler)
+        self.workers = self._runner.workers
+        return self._runner
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[int, Any]]:
         items = iter(items)
         first = next(items, None)
         if first is None:
             return iter(())
-        if self._runner is None:
-            self._runner = DaskRunner(self.workers, self._scheduler)
-            self.workers = self._runner.workers
-        return self._runner.map(fn, itertools.chain([first], items))
+        return self._ready().map(fn, itertools.chain([first], items))
 
     def close(self) -> None:
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
         if self._runner is not None:
-            self._runner.close()
+            runner, self._runner = self._runner, None
+            runner.close()
 
 
 def make_runner(workers: int = 1, scheduler: str | None = None) -> Runner:

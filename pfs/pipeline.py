@@ -19,7 +19,7 @@ import pandas as pd
 from pfs.version import __version__
 from pfs.cache import PatientCache
 from pfs.exceptions import ConfigError, PfsError, StrictModeError
-from pfs.execution import Runner, make_runner
+from pfs.execution import LazyRunner, Runner, make_runner
 from pfs.extractors import SOURCES, empty_events, source_spec
 from pfs.io.export import Export
 from pfs.io.mapping import Mapping
@@ -194,14 +194,25 @@ def run_extract(
     as_of = _run_date(pipe["as_of"])
     if out is not None:
         _prepare_out(out)
-    staged = stage_export(export_dir, mapping, as_of=as_of, directory=out,
-                          bucket_patients=int(pipe["bucket_patients"]),
-                          block_bytes=int(float(pipe["read_batch_mb"]) * 1024 * 1024))
+    runner = make_runner(workers if workers is not None else pipe["workers"], scheduler or pipe["scheduler"] or None)
+    if isinstance(runner, LazyRunner) and not _has_cache(cache_dir):
+        runner.prestart()  # the workers start while the export is read (a cached rerun may need none)
+    try:
+        staged = stage_export(export_dir, mapping, as_of=as_of, directory=out,
+                              bucket_patients=int(pipe["bucket_patients"]),
+                              block_bytes=int(float(pipe["read_batch_mb"]) * 1024 * 1024))
+    except BaseException:
+        runner.close()
+        raise
     with staged:
         export = staged.base
         if conversion is not None:
             export.quarantine.add_frame(conversion.quarantine)
-        _check_strict(strict, export.quarantine.frame(), export.files)
+        try:
+            _check_strict(strict, export.quarantine.frame(), export.files)
+        except BaseException:
+            runner.close()
+            raise
         source_status: dict[str, dict] = {}
         active: list[str] = []
         for source in sources:
@@ -213,9 +224,8 @@ def run_extract(
                 active.append(source)
         totals = {source: _SourceTotals(out) for source in active}
         try:
-            dated_records, cache_stats = _run_buckets(
-                staged, active, totals, cfg, strict, say, on_progress, cache_dir,
-                workers if workers is not None else pipe["workers"], scheduler or pipe["scheduler"] or None)
+            dated_records, cache_stats = _run_buckets(staged, active, totals, cfg, strict, say, on_progress,
+                                                      cache_dir, runner)
             events, tables, written = _gather(export, active, totals, source_status)
         except BaseException:
             for t in totals.values():  # no half-written table is left behind
@@ -273,24 +283,21 @@ def _gather(export: Export, active: list[str], totals: dict[str, _SourceTotals],
 
 def _run_buckets(staged: StagedExport, active: list[str], totals: dict[str, _SourceTotals], cfg: Config,
                  strict: bool, say: Callable[[str], None], on_progress: Callable[[str, int, int], None] | None,
-                 cache_dir: Path | str | None, workers: int, scheduler: str | None,
+                 cache_dir: Path | str | None, runner: Runner,
                  ) -> tuple[list[pd.Series], dict[str, int]]:
     """Every active source on every bucket of patients, in patient order; returns the latest dated
-    record per patient and table (for the last follow-up) and the cache's counts."""
+    record per patient and table (for the last follow-up) and the cache's counts. Closes ``runner``."""
     cache = PatientCache(cache_dir)
     report = on_progress or (lambda label, done, total: None)
     # Progress counts over the whole cohort: patients per source, and MRI studies (counted at staging).
     patients = np.cumsum([0] + [len(staged.patients_in(i)) for i in range(len(staged))])
     studies = np.cumsum([0] + [staged.studies_in(i) for i in range(len(staged))])
     records: list[pd.Series] = []
-    runner: Runner | None = None
     try:
         for i in range(len(staged)):
             sub = staged.bucket(i)
             records.extend(_dated_records(sub))
             for source in active:
-                if runner is None:
-                    runner = make_runner(workers, scheduler)
                 say(f"running {source} extractor" + (f" (patients bucket {i + 1} of {len(staged)})"
                                                       if len(staged) > 1 else ""))
                 studies_shown = [False]
@@ -310,9 +317,13 @@ def _run_buckets(staged: StagedExport, active: list[str], totals: dict[str, _Sou
                     _check_strict(strict, run.result.quarantine, staged.base.files)
             del sub
     finally:
-        if runner is not None:
-            runner.close()
+        runner.close()
     return records, {"reused": cache.hits, "stored": cache.stored}
+
+
+def _has_cache(cache_dir: Path | str | None) -> bool:
+    """Whether an earlier run left patient results in ``cache_dir`` (a rerun may need no worker at all)."""
+    return cache_dir is not None and Path(cache_dir).is_dir() and any(Path(cache_dir).iterdir())
 
 
 def _prepare_out(out: Path) -> None:

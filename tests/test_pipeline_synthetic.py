@@ -61,7 +61,8 @@ def test_every_injected_fault_is_quarantined_and_other_patients_are_unchanged(co
     q = run.quarantine
     status = {s: v["status"] for s, v in run.manifest["sources"].items()}
     # Every source that had its input table ran (a crash on every patient is "failed: ...", not a pass).
-    assert {s: v for s, v in status.items() if not v.startswith("skipped: no ")} == {"steroid": "ran", "nlp": "ran"}
+    assert {s: v for s, v in status.items() if not v.startswith("skipped: no ")} == {
+        "steroid": "ran", "nlp": "ran", "treatment": "ran"}
     for fault in faults.itertuples():
         if fault.stage != "load":  # a fault meant for a source: that source must have run, not crashed
             assert status[fault.stage] == "ran", f"{fault.stage}: {status[fault.stage]}"
