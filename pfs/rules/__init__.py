@@ -1,0 +1,17 @@
+"""Clinical vocabularies and rules as data files, shipped inside the package (read with importlib.resources)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def check_keys(obj: Any, allowed: set[str], where: str, rule_file: str) -> None:
+    """Reject a section of a rule file that is not an object or holds keys its loader does not know
+    (a typo would otherwise be ignored silently, as medspaCy's ``_ALLOWED_KEYS`` guards against)."""
+    from pfs.exceptions import RuleFileError
+
+    if not isinstance(obj, dict):
+        raise RuleFileError(f"{rule_file}: {where} must be an object, not {type(obj).__name__}")
+    unknown = set(obj) - allowed
+    if unknown:
+        raise RuleFileError(f"{rule_file}: unknown key(s) {sorted(unknown)} in {where} (allowed: {sorted(allowed)})")

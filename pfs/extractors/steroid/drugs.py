@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pfs.exceptions import RuleFileError
+from pfs.rules import check_keys
 
 RULE_FILE = "corticosteroids.json"
 _TOP_KEYS = {"description", "sources", "drugs", "non_systemic", "dose_packs", "antiemetic"}
@@ -97,17 +98,13 @@ def _alternation(terms: list[str]) -> str:
     return "|".join(re.escape(t).replace(r"\ ", r"\s") for t in uniq)
 
 
-def _word_pattern(terms: list[str]) -> re.Pattern[str]:
+def word_pattern(terms: list[str]) -> re.Pattern[str]:
     # Rule terms are written with spaces where EHRs put '-', '/' or spaces: normalise_text makes them spaces.
     return re.compile(r"(?<![a-z0-9])(" + _alternation([normalise_one(t) for t in terms]) + r")(?![a-z0-9])")
 
 
-def _check_keys(obj: dict, allowed: set[str], where: str) -> None:
-    if not isinstance(obj, dict):
-        raise RuleFileError(f"{RULE_FILE}: {where} must be an object, not {type(obj).__name__}")
-    unknown = set(obj) - allowed
-    if unknown:
-        raise RuleFileError(f"{RULE_FILE}: unknown key(s) {sorted(unknown)} in {where} (allowed: {sorted(allowed)})")
+def _check_keys(obj: Any, allowed: set[str], where: str) -> None:
+    check_keys(obj, allowed, where, RULE_FILE)
 
 
 def parse_rules(data: dict[str, Any]) -> SteroidRules:
@@ -141,20 +138,20 @@ def parse_rules(data: dict[str, Any]) -> SteroidRules:
         _check_keys(p, _PACK_KEYS, f"dose_packs.packs[{i}]")
         if p["drug"] not in drugs:
             raise RuleFileError(f"{RULE_FILE}: dose pack {i} names unknown drug {p['drug']!r}")
-        packs.append(DosePack(p["drug"], _word_pattern(p["terms"]), tuple(float(x) for x in p["mg_per_day"])))
+        packs.append(DosePack(p["drug"], word_pattern(p["terms"]), tuple(float(x) for x in p["mg_per_day"])))
     anti = data.get("antiemetic", {})
     _check_keys(anti, {"description", "terms"}, "antiemetic")
     return SteroidRules(
-        drug_pattern=_word_pattern(list(term_to_drug)),
+        drug_pattern=word_pattern(list(term_to_drug)),
         term_to_drug=term_to_drug,
         rxnorm=rxnorm,
         equivalent_mg=equivalent,
-        form_pattern=_word_pattern(list(form_kind)),
+        form_pattern=word_pattern(list(form_kind)),
         form_kind=form_kind,
-        route_pattern=_word_pattern(list(route_kind)),
+        route_pattern=word_pattern(list(route_kind)),
         route_kind=route_kind,
         dose_packs=tuple(packs),
-        antiemetic_pattern=_word_pattern(anti.get("terms", []) or ["\x00never"]),
+        antiemetic_pattern=word_pattern(anti.get("terms", []) or ["\x00never"]),
     )
 
 
@@ -176,7 +173,7 @@ def on_distinct(values: pd.Series, func: Callable[[pd.Series], pd.Series]) -> pd
     return pd.Series(np.asarray(result, dtype=object)[codes], index=values.index)
 
 
-def _match_kind(texts: pd.Series, pattern: re.Pattern[str], lookup: dict[str, str]) -> pd.Series:
+def match_kind(texts: pd.Series, pattern: re.Pattern[str], lookup: dict[str, str]) -> pd.Series:
     found = normalise_text(texts).str.extract(pattern, expand=False)
     return found.map(lookup).astype(object).where(found.notna(), None)
 
@@ -188,7 +185,7 @@ FUZZY_MIN_LENGTH = 7
 FUZZY_CUTOFF = 0.85
 
 
-def _fuzzy_kind(texts: pd.Series, rules: SteroidRules) -> pd.Series:
+def fuzzy_kind(texts: pd.Series, rules: SteroidRules) -> pd.Series:
     long_terms = [t for t in rules.term_to_drug if len(t) >= FUZZY_MIN_LENGTH and " " not in t]
     cache: dict[str, str | None] = {}
 
@@ -213,9 +210,9 @@ def identify_drug(drug_names: pd.Series, rules: SteroidRules, fuzzy: bool = True
     """
 
     def kinds(u: pd.Series) -> pd.Series:
-        exact = _match_kind(u, rules.drug_pattern, rules.term_to_drug)
+        exact = match_kind(u, rules.drug_pattern, rules.term_to_drug)
         if fuzzy and exact.isna().any():
-            exact[exact.isna()] = _fuzzy_kind(u[exact.isna()], rules)
+            exact[exact.isna()] = fuzzy_kind(u[exact.isna()], rules)
         return exact
 
     return on_distinct(drug_names, kinds)
@@ -235,13 +232,13 @@ def non_systemic_kind(drug_names: pd.Series, routes: pd.Series, sigs: pd.Series,
     The product name and the route decide; the sig is only read when the route is blank, because
     a sig may mention an eye or a joint for reasons that do not change an oral tablet's route.
     """
-    by_name = on_distinct(drug_names, lambda u: _match_kind(u, rules.form_pattern, rules.form_kind))
+    by_name = on_distinct(drug_names, lambda u: match_kind(u, rules.form_pattern, rules.form_kind))
     by_route = on_distinct(routes, lambda u: _route_kind(u, rules))
     blank_route = routes.fillna("").astype(str).str.strip() == ""
     out = by_name.where(by_name.notna(), by_route)
     need_sig = out.isna() & blank_route
     if need_sig.any():
-        by_sig = on_distinct(sigs[need_sig], lambda u: _match_kind(u, rules.form_pattern, rules.form_kind))
+        by_sig = on_distinct(sigs[need_sig], lambda u: match_kind(u, rules.form_pattern, rules.form_kind))
         out = out.astype(object)
         out[need_sig] = by_sig
     return out.where(out.notna(), None)

@@ -18,7 +18,8 @@ import pandas as pd
 from pfs.exceptions import RuleFileError
 
 # One matcher for drug names in pfs: the steroid source's (see pfs/extractors/steroid/drugs.py).
-from pfs.extractors.steroid.drugs import _fuzzy_kind, _match_kind, _word_pattern, normalise_one, on_distinct
+from pfs.extractors.steroid.drugs import fuzzy_kind, match_kind, normalise_one, on_distinct, word_pattern
+from pfs.rules import check_keys
 
 RULE_FILE = "next_line_therapy.json"
 _TOP_KEYS = {"description", "sources", "classes", "first_line", "procedures"}
@@ -42,11 +43,7 @@ class TreatmentRules:
 
 
 def _check_keys(obj: Any, allowed: set[str], where: str) -> None:
-    if not isinstance(obj, dict):
-        raise RuleFileError(f"{RULE_FILE}: {where} must be an object, not {type(obj).__name__}")
-    unknown = set(obj) - allowed
-    if unknown:
-        raise RuleFileError(f"{RULE_FILE}: unknown key(s) {sorted(unknown)} in {where} (allowed: {sorted(allowed)})")
+    check_keys(obj, allowed, where, RULE_FILE)
 
 
 def parse_rules(data: dict[str, Any]) -> TreatmentRules:
@@ -76,11 +73,11 @@ def parse_rules(data: dict[str, Any]) -> TreatmentRules:
         proc_term.update({normalise_one(t): kind for t in spec.get("terms", [])})
         proc_code.update({str(c).strip().upper(): kind for c in spec.get("codes", [])})
     return TreatmentRules(
-        drug_pattern=_word_pattern(list(term_to_drug)),
+        drug_pattern=word_pattern(list(term_to_drug)),
         term_to_drug=term_to_drug,
         rxnorm=rxnorm,
         first_line=first_line,
-        procedure_pattern=_word_pattern(list(proc_term) or ["\x00never"]),
+        procedure_pattern=word_pattern(list(proc_term) or ["\x00never"]),
         procedure_term=proc_term,
         procedure_code=proc_code,
     )
@@ -101,9 +98,9 @@ def drug_class(drug_names: pd.Series, rules: TreatmentRules, fuzzy: bool = True)
     """Drug class per medication row (e.g. 'bevacizumab'), or None for any other drug."""
 
     def kinds(u: pd.Series) -> pd.Series:
-        exact = _match_kind(u, rules.drug_pattern, rules.term_to_drug)
+        exact = match_kind(u, rules.drug_pattern, rules.term_to_drug)
         if fuzzy and exact.isna().any():
-            exact[exact.isna()] = _fuzzy_kind(u[exact.isna()], rules)  # type: ignore[arg-type]
+            exact[exact.isna()] = fuzzy_kind(u[exact.isna()], rules)  # type: ignore[arg-type]
         return exact
 
     return on_distinct(drug_names, kinds)
@@ -113,6 +110,6 @@ def procedure_kind(names: pd.Series, codes: pd.Series, rules: TreatmentRules) ->
     """'re_resection' or 're_irradiation' per procedure row (by code first, else by name), or None."""
     bare = codes.fillna("").astype(str).str.strip().str.upper().str.replace(r"^.*[:|]", "", regex=True)
     by_code = bare.map(rules.procedure_code)
-    by_name = on_distinct(names, lambda u: _match_kind(u, rules.procedure_pattern, rules.procedure_term))
+    by_name = on_distinct(names, lambda u: match_kind(u, rules.procedure_pattern, rules.procedure_term))
     out = by_code.where(by_code.notna(), by_name)
     return out.astype(object).where(out.notna(), None)
