@@ -119,7 +119,11 @@ def assess_patient(studies: pd.DataFrame, lesions: dict[str, list[Lesion]], pati
         # ranges of this scan and of the nadir overlap, the rise is not progression, whatever its size.
         within = low[i] <= nadir_high and high[i] >= nadir_low
         state["change_within_uncertainty"] = bool(within)
-        meets = v >= nadir * (1 + p.rise_fraction) and v - nadir >= p.min_increase_ml and not within
+        # The ~1 mL measurable-disease floor must be cleared between the conservative ends of both
+        # measurements too (this scan's strict volume over the nadir's lenient one): on a small lesion a
+        # segmenter's rim of partial-volume voxels is a large share, and its bias is not growth.
+        meets = (v >= nadir * (1 + p.rise_fraction) and v - nadir >= p.min_increase_ml and not within
+                 and low[i] - nadir_high >= p.min_increase_ml)
         new = []
         if p.new_lesion and seen:
             new = [les for les in lesions.get(sid, []) if les.volume_ml >= p.new_lesion_min_ml

@@ -113,3 +113,12 @@ def test_usual_uncertainty_does_not_hide_a_real_rise(rano):
     vols, les = _series(("2021-01-05", 10.0, 9.0, 11.0), ("2021-03-05", 15.0, 13.5, 16.5))
     events, _ = assess(vols, les, _patients(), rano)
     assert events["kind"].tolist() == ["volumetric_progression"]
+
+
+def test_a_small_lesion_must_clear_the_one_millilitre_floor_beyond_its_uncertainty(rano):
+    # 1.05 -> 2.18 mL is +1.13 mL measured, but only +0.74 mL from the strict volume (2.00) over the nadir's
+    # lenient one (1.26): the floor is not cleared; the next scan (strict 4.10) clears it.
+    vols, les = _series(("2021-01-05", 1.05, 0.97, 1.26), ("2021-03-05", 2.18, 2.00, 2.50),
+                        ("2021-05-05", 4.34, 4.10, 4.70))
+    events, _ = assess(vols, les, _patients(), rano)
+    assert events["event_date"].tolist() == [pd.Timestamp("2021-05-05")]
