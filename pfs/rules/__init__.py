@@ -15,3 +15,17 @@ def check_keys(obj: Any, allowed: set[str], where: str, rule_file: str) -> None:
     unknown = set(obj) - allowed
     if unknown:
         raise RuleFileError(f"{rule_file}: unknown key(s) {sorted(unknown)} in {where} (allowed: {sorted(allowed)})")
+
+
+def read_rule_json(rule_file: str) -> Any:
+    """The parsed JSON of a shipped rule file; invalid JSON is a :class:`~pfs.exceptions.RuleFileError`."""
+    import json
+    from importlib import resources
+
+    from pfs.exceptions import RuleFileError
+
+    text = resources.files("pfs.rules").joinpath(rule_file).read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise RuleFileError(f"{rule_file}: not valid JSON: {err}") from err

@@ -9,19 +9,17 @@ export, not its row count.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from importlib import resources
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pfs.exceptions import RuleFileError
-from pfs.rules import check_keys
+from pfs.rules import check_keys, read_rule_json
 
 RULE_FILE = "corticosteroids.json"
 _TOP_KEYS = {"description", "sources", "drugs", "non_systemic", "dose_packs", "antiemetic"}
@@ -158,12 +156,7 @@ def parse_rules(data: dict[str, Any]) -> SteroidRules:
 @cache
 def load_rules() -> SteroidRules:
     """The shipped drug table, compiled once per process."""
-    text = resources.files("pfs.rules").joinpath(RULE_FILE).read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise RuleFileError(f"{RULE_FILE}: not valid JSON: {err}") from err
-    return parse_rules(data)
+    return parse_rules(read_rule_json(RULE_FILE))
 
 
 def on_distinct(values: pd.Series, func: Callable[[pd.Series], pd.Series]) -> pd.Series:

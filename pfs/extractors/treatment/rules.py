@@ -6,11 +6,9 @@ misspellings), applied to the distinct names of the export only.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
 import pandas as pd
@@ -19,7 +17,7 @@ from pfs.exceptions import RuleFileError
 
 # One matcher for drug names in pfs: the steroid source's (see pfs/extractors/steroid/drugs.py).
 from pfs.extractors.steroid.drugs import fuzzy_kind, match_kind, normalise_one, on_distinct, word_pattern
-from pfs.rules import check_keys
+from pfs.rules import check_keys, read_rule_json
 
 RULE_FILE = "next_line_therapy.json"
 _TOP_KEYS = {"description", "sources", "classes", "first_line", "procedures"}
@@ -86,12 +84,7 @@ def parse_rules(data: dict[str, Any]) -> TreatmentRules:
 @cache
 def load_rules() -> TreatmentRules:
     """The shipped vocabulary, compiled once per process."""
-    text = resources.files("pfs.rules").joinpath(RULE_FILE).read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise RuleFileError(f"{RULE_FILE}: not valid JSON: {err}") from err
-    return parse_rules(data)
+    return parse_rules(read_rule_json(RULE_FILE))
 
 
 def drug_class(drug_names: pd.Series, rules: TreatmentRules, fuzzy: bool = True) -> pd.Series:
