@@ -14,17 +14,16 @@ quarantined as invalid values.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
 import pandas as pd
 
 from pfs.exceptions import RuleFileError
+from pfs.rules import check_keys, read_rule_json
 
 RULE_FILE = "series.json"
 #: The roles pfs segments with; every other series is OTHER (or unrecognised, role '').
@@ -66,13 +65,8 @@ class SeriesClass:
 @cache
 def load_rules() -> SeriesRules:
     """Read and validate the shipped series rules (unknown keys and bad patterns are errors)."""
-    try:
-        data = json.loads(resources.files("pfs.rules").joinpath(RULE_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise RuleFileError(f"rules/{RULE_FILE}: cannot read: {err}") from err
-    unknown = set(data) - _RULE_KEYS
-    if unknown:
-        raise RuleFileError(f"rules/{RULE_FILE}: unknown keys {sorted(unknown)} (allowed: {sorted(_RULE_KEYS)})")
+    data = read_rule_json(RULE_FILE)
+    check_keys(data, _RULE_KEYS, "the top level", RULE_FILE)
     groups: dict[str, tuple[Pattern, ...]] = {}
     for key in sorted(_RULE_KEYS - {"description", "rewrites", "headers"}):
         items = []

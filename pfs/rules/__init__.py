@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -10,11 +11,11 @@ def check_keys(obj: Any, allowed: set[str], where: str, rule_file: str) -> None:
     (a typo would otherwise be ignored silently, as medspaCy's ``_ALLOWED_KEYS`` guards against)."""
     from pfs.exceptions import RuleFileError
 
-    if not isinstance(obj, dict):
+    if not isinstance(obj, Mapping):
         raise RuleFileError(f"{rule_file}: {where} must be an object, not {type(obj).__name__}")
     unknown = set(obj) - allowed
     if unknown:
-        raise RuleFileError(f"{rule_file}: unknown key(s) {sorted(unknown)} in {where} (allowed: {sorted(allowed)})")
+        raise RuleFileError(f"{rule_file}: unknown keys {sorted(unknown)} in {where} (allowed: {sorted(allowed)})")
 
 
 def read_rule_json(rule_file: str) -> Any:
@@ -24,7 +25,10 @@ def read_rule_json(rule_file: str) -> Any:
 
     from pfs.exceptions import RuleFileError
 
-    text = resources.files("pfs.rules").joinpath(rule_file).read_text(encoding="utf-8")
+    try:
+        text = resources.files("pfs.rules").joinpath(rule_file).read_text(encoding="utf-8")
+    except OSError as err:
+        raise RuleFileError(f"{rule_file}: cannot read: {err}") from err
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:

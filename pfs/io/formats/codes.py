@@ -7,27 +7,21 @@ only what the source system wrote.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import pandas as pd
 
 from pfs.exceptions import RuleFileError
+from pfs.rules import check_keys, read_rule_json
 
 
 def load_rule_file(name: str, allowed: set[str]) -> dict[str, Any]:
     """Read a shipped mapping rule file, rejecting keys pfs does not know (a typo must not be ignored)."""
-    try:
-        data = json.loads(resources.files("pfs.rules").joinpath(name).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise RuleFileError(f"rules/{name}: cannot read: {err}") from err
-    unknown = set(data) - allowed
-    if unknown:
-        raise RuleFileError(f"rules/{name}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
+    data = read_rule_json(name)
+    check_keys(data, allowed, "the top level", name)
     return data
 
 
@@ -115,11 +109,7 @@ def _search_distinct(values: pd.Series, pattern: re.Pattern[str] | None) -> pd.S
 def parse_code_set(spec: Mapping[str, Any], name: str, origin: str) -> CodeSet:
     """Validate one code set of a mapping file."""
     where = f"rules/{origin}: {name}"
-    if not isinstance(spec, Mapping):
-        raise RuleFileError(f"{where}: must be an object")
-    unknown = set(spec) - _CODESET_KEYS
-    if unknown:
-        raise RuleFileError(f"{where}: unknown keys {sorted(unknown)}")
+    check_keys(spec, _CODESET_KEYS, name, f"rules/{origin}")
     codes = {k: frozenset(str(c).strip().upper() for c in v) for k, v in spec.get("codes", {}).items()}
     pats: dict[str, re.Pattern[str]] = {}
     for k, v in spec.get("code_patterns", {}).items():

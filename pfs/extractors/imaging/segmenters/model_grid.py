@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pfs.extractors.imaging.loading import StudyImages
+from pfs.extractors.imaging.loading import ImagingInputError, StudyImages
 
 _TOL = 1e-3
 
@@ -57,6 +57,17 @@ def model_reference(images: StudyImages, spacing_xyz: tuple[float, float, float]
     grid.SetDirection([float(v) for v in out_dir.ravel()])
     grid.SetOrigin([float(v) for v in origin])
     return grid
+
+
+def input_channels(images: StudyImages, channels: list[str], model: str) -> list[np.ndarray]:
+    """The study's sequences in the model's channel order; a missing one is an input error for this study."""
+    arrays = []
+    for name in channels:
+        arr = getattr(images, name.lower())
+        if arr is None:
+            raise ImagingInputError(f"the {model} model needs a {name} sequence, which this study lacks")
+        arrays.append(arr)
+    return arrays
 
 
 def _image(arr_zyx: np.ndarray, like):

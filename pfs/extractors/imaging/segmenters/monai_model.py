@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from pfs.exceptions import ConfigError, ModelFileError
-from pfs.extractors.imaging.loading import ImagingInputError, StudyImages
+from pfs.extractors.imaging.loading import StudyImages
 from pfs.extractors.imaging.segmenters import model_grid
 from pfs.extractors.imaging.segmenters.base import Segmentation, group_lesions
 from pfs.extractors.imaging.segmenters.labels import et_empty_flags, sequence_of, structure_of
@@ -178,12 +178,7 @@ class MonaiSegmenter:
         from monai.data import MetaTensor
         from monai.inferers import sliding_window_inference
 
-        arrays = []
-        for name in self.channels:
-            arr = getattr(images, name.lower())
-            if arr is None:
-                raise ImagingInputError(f"the MONAI model needs a {name} sequence, which this study lacks")
-            arrays.append(arr)
+        arrays = model_grid.input_channels(images, self.channels, "MONAI")
         ref = model_grid.model_reference(images, self.spacing, self.axis_aligned)
         arrays = model_grid.to_model_grid(arrays, images, ref)
         affine = model_grid.affine_ras_of(ref if ref is not None else images.reference)

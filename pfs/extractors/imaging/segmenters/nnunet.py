@@ -195,12 +195,7 @@ class NnunetSegmenter:
                                                  first.get("inference_allowed_mirroring_axes"))
 
     def __call__(self, images: StudyImages, merge_mm: float, min_lesion_ml: float) -> Segmentation:
-        arrays = []
-        for name in self.channels:
-            arr = getattr(images, name.lower())
-            if arr is None:
-                raise ImagingInputError(f"the nnU-Net model needs a {name} sequence, which this study lacks")
-            arrays.append(arr)
+        arrays = model_grid.input_channels(images, self.channels, "nnU-Net")
         ref = model_grid.model_reference(images, None, self.axis_aligned)
         arrays = model_grid.to_model_grid(arrays, images, ref)
         spacing_zyx = [float(s) for s in reversed((ref if ref is not None else images.reference).GetSpacing())]
